@@ -1,0 +1,263 @@
+"""Reading YAML with positions: the parsed document, and the checks that turn
+its nodes into values while collecting every problem with file, line and path.
+
+PyYAML's constructors drop positions and silently keep the last of two equal
+keys, so we compose the node tree (in C where libyaml is available) and read
+values from the nodes ourselves.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from topology.durations import parse_duration
+
+__all__ = [
+    "Document",
+    "InvalidInput",
+    "Problem",
+    "Reader",
+    "describe",
+    "read_document",
+    "suggest",
+]
+
+_Loader: type[yaml.CSafeLoader | yaml.SafeLoader]
+try:
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml: same results, slower
+    _Loader = yaml.SafeLoader
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input file, located for people."""
+
+    source: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class InvalidInput(Exception):
+    """The input was refused as a whole; `problems` lists every reason."""
+
+    def __init__(self, problems: Collection[Problem]) -> None:
+        ordered = sorted(problems, key=lambda p: p.line or 0)
+        self.problems: tuple[Problem, ...] = tuple(ordered)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A parsed YAML document: its source name and its root node."""
+
+    source: str
+    root: yaml.Node
+
+
+def read_document(path: str | Path) -> Document:
+    """Parse the YAML file at `path`; raise `InvalidInput` if it cannot be
+    read, is not UTF-8, is not YAML, or is empty."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise InvalidInput([Problem(source, None, "", f"cannot read: {err.strerror}")]) from None
+    return parse_document(data, source)
+
+
+def parse_document(data: bytes | str, source: str) -> Document:
+    """Parse YAML text; raise `InvalidInput` if it is not one non-empty document."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            bad = data[err.start]
+            raise InvalidInput(
+                [
+                    Problem(
+                        source, line, "", f"not UTF-8 text: byte 0x{bad:02x} at offset {err.start}"
+                    )
+                ]
+            ) from None
+    else:
+        text = data
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        detail = err.problem or "unreadable"
+        if err.context:
+            detail = f"{detail} ({err.context})"
+        raise InvalidInput([Problem(source, line, "", f"not valid YAML: {detail}")]) from None
+    except yaml.YAMLError as err:
+        raise InvalidInput([Problem(source, 1, "", f"not valid YAML: {err}")]) from None
+    finally:
+        loader.dispose()
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL):
+        raise InvalidInput(
+            [Problem(source, 1, "", "empty file: expected a mapping with 'version: 1' and 'nodes'")]
+        )
+    return Document(source, root)
+
+
+def describe(node: yaml.Node) -> str:
+    """How a value reads in an error message: quoted text, or what it is."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == _NULL:
+        return "nothing"
+    if node.tag == _STR:
+        return repr(node.value)
+    return str(node.value)
+
+
+def suggest(word: str, choices: Collection[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Reader:
+    """Reads values out of YAML nodes, collecting a `Problem` for each thing
+    wrong instead of stopping at the first. Each method returns `None` when
+    the value is unusable (its problem already recorded)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
+        """Record a problem at `node`'s line."""
+        line = node.start_mark.line + 1 if node is not None else 1
+        self.problems.append(Problem(self.source, line, path, message))
+
+    def mapping(
+        self,
+        node: yaml.Node,
+        path: str,
+        allowed: Collection[str] | None = None,
+        *,
+        expected: str = "a mapping",
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        """The entries of a mapping as {key: (key node, value node)}, in file
+        order. Duplicate keys, unknown keys (when `allowed` is given) and
+        non-scalar keys are problems; `<<` merge keys are expanded; nothing
+        (`key:` with no value) reads as an empty mapping."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, path, f"expected {expected}, got {describe(node)}")
+            return None
+        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key, value in node.value:
+            if key.tag == _MERGE:
+                self._merge(value, path, merged)
+                continue
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _NULL:
+                self.problem(key, path, f"expected a name as key, got {describe(key)}")
+                continue
+            name = key.value
+            if name in entries:
+                first = entries[name][0].start_mark.line + 1
+                self.problem(key, path, f"duplicate key {name!r} (first at line {first})")
+                continue
+            if allowed is not None and name not in allowed:
+                self.problem(key, path, f"unknown key {name!r}{suggest(name, allowed)}")
+                continue
+            entries[name] = (key, value)
+        for name, entry in merged.items():
+            if name not in entries and (allowed is None or name in allowed):
+                entries[name] = entry
+        return entries
+
+    def _merge(
+        self, value: yaml.Node, path: str, into: dict[str, tuple[yaml.Node, yaml.Node]]
+    ) -> None:
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for source in sources:
+            entries = self.mapping(source, path, expected="a mapping to merge")
+            for name, entry in (entries or {}).items():
+                into.setdefault(name, entry)
+
+    def sequence(self, node: yaml.Node, path: str, expected: str) -> list[yaml.Node] | None:
+        """The items of a list."""
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, path, f"expected {expected}, got {describe(node)}")
+            return None
+        return list(node.value)
+
+    def string(self, node: yaml.Node, path: str, expected: str = "a string") -> str | None:
+        """A scalar as text. Numbers and booleans read as they are written,
+        so `kind: 404` is the text '404'; nothing and collections are refused."""
+        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
+            self.problem(node, path, f"expected {expected}, got {describe(node)}")
+            return None
+        value: str = node.value
+        return value
+
+    def boolean(self, node: yaml.Node, path: str) -> bool | None:
+        """`true` or `false`."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+            return node.value.lower() in {"true", "yes", "on", "y"}
+        self.problem(node, path, f"expected true or false, got {describe(node)}")
+        return None
+
+    def integer(self, node: yaml.Node, path: str) -> int | None:
+        """A whole number written in decimal."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
+            try:
+                return int(node.value.replace("_", ""), 10)
+            except ValueError:
+                pass
+        self.problem(node, path, f"expected a whole number, got {describe(node)}")
+        return None
+
+    def duration(self, node: yaml.Node, path: str, *, positive: bool = True) -> float | None:
+        """Seconds from a duration string such as `10m` (see `parse_duration`)."""
+        text = node.value if isinstance(node, yaml.ScalarNode) and node.tag != _NULL else None
+        try:
+            if text is None:
+                raise ValueError
+            seconds = parse_duration(text)
+        except ValueError:
+            self.problem(
+                node,
+                path,
+                f"bad duration {describe(node)}: expected a number and a unit "
+                "(ms, s, m, h, d, w), e.g. '10m' or '1h30m'",
+            )
+            return None
+        if positive and seconds <= 0:
+            self.problem(node, path, f"duration {describe(node)} must be more than zero")
+            return None
+        return seconds
+
+    def items(
+        self, entries: dict[str, tuple[yaml.Node, yaml.Node]]
+    ) -> Iterator[tuple[str, yaml.Node]]:
+        """(key, value node) pairs of a mapping read by `mapping`."""
+        for name, (_, value) in entries.items():
+            yield name, value

@@ -1,0 +1,486 @@
+"""The impact engine: effective states from observations, and what-if answers.
+
+Propagation is the monotone fixpoint of DESIGN.md: every node starts at its
+own observation and only ever gets worse, one requirement group at a time.
+Only the part of the graph that actually gets worse is visited, so a what-if
+costs about as much as walking the nodes it impacts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from topology.model import Group, Index, State, Topology
+
+__all__ = [
+    "ACTION_KINDS",
+    "Action",
+    "Failure",
+    "Impact",
+    "ImpactedNode",
+    "Outcome",
+    "States",
+    "Verdict",
+    "evaluate",
+    "fail",
+    "what_if",
+]
+
+ActionKind = Literal["shutdown", "drain", "restart"]
+ACTION_KINDS: tuple[ActionKind, ...] = ("shutdown", "drain", "restart")
+
+_UP, _UNKNOWN, _DEGRADED, _DOWN = State.UP.value, State.UNKNOWN.value, 2, 3
+# What the nodes that need a member see of it: 0 healthy (up or unknown),
+# 1 available but unhealthy (degraded), 2 unavailable (down).
+_SEEN = (0, 0, 1, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A maneuver on one node. Every kind makes the node unavailable to the
+    nodes that need it; a restart is reported as transient."""
+
+    kind: ActionKind
+    node: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTION_KINDS:
+            raise ValueError(f"unknown action {self.kind!r}: expected one of {ACTION_KINDS}")
+
+
+class Verdict(enum.IntEnum):
+    """The answer to a what-if, also the CLI's exit code (Nagios convention)."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class States(Mapping[str, State]):
+    """The effective state of every node of a topology, and which nodes have
+    lost their last spare (still up, one failure away from worse)."""
+
+    __slots__ = ("_sparse", "_topology", "no_spare")
+
+    def __init__(
+        self, topology: Topology, sparse: Mapping[str, int], no_spare: frozenset[str]
+    ) -> None:
+        self._topology = topology
+        self._sparse = sparse
+        self.no_spare = no_spare
+
+    def __getitem__(self, name: str) -> State:
+        if name not in self._topology:
+            raise KeyError(name)
+        return State(self._sparse.get(name, _UP))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._topology.nodes)
+
+    def __len__(self) -> int:
+        return len(self._topology)
+
+    def not_up(self) -> Mapping[str, State]:
+        """Only the nodes that are not up, by name."""
+        return {name: State(v) for name, v in sorted(self._sparse.items()) if v != _UP}
+
+
+class _Run:
+    """One propagation in progress: sparse states (absent means up), the
+    per-group counts of members down and members not healthy, and what each
+    node's dependents have been told of it."""
+
+    __slots__ = ("n_bad", "n_down", "seen", "state")
+
+    def __init__(self) -> None:
+        self.state: dict[str, int] = {}
+        self.n_down: dict[int, int] = {}
+        self.n_bad: dict[int, int] = {}
+        self.seen: dict[str, int] = {}
+
+    def copy(self) -> _Run:
+        run = _Run()
+        run.state = dict(self.state)
+        run.n_down = dict(self.n_down)
+        run.n_bad = dict(self.n_bad)
+        run.seen = dict(self.seen)
+        return run
+
+    def propagate(self, index: Index, seeds: Iterable[str]) -> set[str]:
+        """Worsen dependents until nothing changes; return the nodes worsened."""
+        state, n_down, n_bad, seen = self.state, self.n_down, self.n_bad, self.seen
+        dependents, owner, slack, soft = index.dependents, index.owner, index.slack, index.soft
+        worsened: set[str] = set()
+        stack = list(seeds)
+        while stack:
+            name = stack.pop()
+            now = _SEEN[state.get(name, _UP)]
+            before = seen.get(name, 0)
+            if now == before:
+                continue
+            seen[name] = now
+            gids = dependents.get(name)
+            if gids is None:
+                continue
+            became_down = now == 2
+            became_bad = before == 0
+            for gid in gids:
+                down = n_down.get(gid, 0)
+                bad = n_bad.get(gid, 0)
+                if became_down:
+                    down += 1
+                    n_down[gid] = down
+                if became_bad:
+                    bad += 1
+                    n_bad[gid] = bad
+                room = slack[gid]
+                if down > room:
+                    new = _DEGRADED if soft[gid] else _DOWN
+                elif bad > room:
+                    new = _DEGRADED
+                else:
+                    continue
+                node = owner[gid]
+                if new > state.get(node, _UP):
+                    state[node] = new
+                    worsened.add(node)
+                    stack.append(node)
+        return worsened
+
+    def no_spare(self, index: Index) -> frozenset[str]:
+        """Nodes with a group at exactly `min` available members, all healthy,
+        that had spares, and that are not down for another reason."""
+        slack, owner, n_bad, state = index.slack, index.owner, self.n_bad, self.state
+        found = set()
+        for gid, down in self.n_down.items():
+            room = slack[gid]
+            if down and down == room and n_bad[gid] == room:
+                node = owner[gid]
+                if state.get(node, _UP) != _DOWN:
+                    found.add(node)
+        return frozenset(found)
+
+
+def _start(topology: Topology, observed: Mapping[str, State]) -> _Run:
+    run = _Run()
+    seeds = []
+    for name, value in observed.items():
+        if name not in topology:
+            raise ValueError(f"unknown node {name!r}")
+        if value != _UP:
+            run.state[name] = int(value)
+            if _SEEN[value]:
+                seeds.append(name)
+    run.propagate(topology.index, seeds)
+    return run
+
+
+def evaluate(topology: Topology, observed: Mapping[str, State]) -> States:
+    """Effective states of every node given observed ones (absent means up).
+
+    The result is the least fixpoint of DESIGN.md's rules, computed afresh
+    from the observations, so a recovered cause never keeps a cycle down.
+    """
+    run = _start(topology, observed)
+    return States(topology, run.state, run.no_spare(topology.index))
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactedNode:
+    """A node that gets worse (or loses its last spare) because of actions.
+
+    `reason` runs from the node back to an action's node: the shortest chain
+    of requirements, ties broken by name.
+    """
+
+    node: str
+    kind: str
+    critical: bool
+    before: State
+    after: State
+    recovery_target_s: float
+    transient: bool
+    no_spare: bool
+    reason: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of DESIGN.md's `impacted` entries."""
+        return {
+            "node": self.node,
+            "kind": self.kind,
+            "critical": self.critical,
+            "before": str(self.before),
+            "after": str(self.after),
+            "recovery_target_s": _seconds(self.recovery_target_s),
+            "transient": self.transient,
+            "no_spare": self.no_spare,
+            "reason": list(self.reason),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The impacted nodes and verdict under one set of assumptions."""
+
+    verdict: Verdict
+    impacted: tuple[ImpactedNode, ...]
+
+    @property
+    def critical(self) -> tuple[ImpactedNode, ...]:
+        """The impacted nodes that are critical, worst first."""
+        return tuple(i for i in self.impacted if i.critical)
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """The answer to "what if I do these actions now?".
+
+    `verdict` is the worst plausible answer: when nodes whose state is unknown
+    could, by being down, make it worse than `expected` says, it is `uncertain`
+    and `if_unknown_down` holds that worse outcome, so missing data never makes
+    a maneuver look safe.
+    """
+
+    actions: tuple[Action, ...]
+    verdict: Verdict
+    expected: Outcome
+    uncertain: bool = False
+    unknown: tuple[str, ...] = ()
+    if_unknown_down: Outcome | None = None
+
+    @property
+    def impacted(self) -> tuple[ImpactedNode, ...]:
+        """The impacted nodes when unknown nodes are counted as up."""
+        return self.expected.impacted
+
+    @property
+    def exit_code(self) -> int:
+        """The verdict as a process exit code."""
+        return int(self.verdict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON answer of the CLI and API (DESIGN.md, the blast-radius CLI)."""
+        out: dict[str, Any] = {
+            "verdict": str(self.verdict),
+            "exit_code": self.exit_code,
+            "uncertain": self.uncertain,
+            "actions": [{"action": a.kind, "node": a.node} for a in self.actions],
+            "impacted": [i.to_json() for i in self.expected.impacted],
+        }
+        if self.if_unknown_down is not None:
+            out["unknown"] = list(self.unknown)
+            out["if_unknown_down"] = {
+                "verdict": str(self.if_unknown_down.verdict),
+                "impacted": [i.to_json() for i in self.if_unknown_down.impacted],
+            }
+        return out
+
+
+def _seconds(value: float) -> int | float:
+    return int(value) if value == int(value) else value
+
+
+def what_if(topology: Topology, observed: Mapping[str, State], actions: Iterable[Action]) -> Impact:
+    """What gets worse if `actions` are done on top of the `observed` states.
+
+    Known failures are the baseline: the answer is the difference between the
+    baseline and the baseline plus the actions. Raises `ValueError` for an
+    unknown node.
+    """
+    acts = tuple(actions)
+    for action in acts:
+        if action.node not in topology:
+            raise ValueError(f"unknown node {action.node!r}")
+    expected = _outcome(topology, _start(topology, observed), acts)
+    unknown = [name for name, value in observed.items() if value == State.UNKNOWN]
+    if not unknown:
+        return Impact(acts, expected.verdict, expected)
+    pessimistic = dict(observed)
+    pessimistic.update(dict.fromkeys(unknown, State.DOWN))
+    worst = _outcome(topology, _start(topology, pessimistic), acts)
+    if worst.verdict <= expected.verdict:
+        return Impact(acts, expected.verdict, expected)
+    return Impact(
+        acts,
+        worst.verdict,
+        expected,
+        uncertain=True,
+        unknown=_unknown_below(topology, observed, expected, worst),
+        if_unknown_down=worst,
+    )
+
+
+def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Outcome:
+    index = topology.index
+    after = base.copy()
+    changed = after.propagate(index, _apply(after, actions))
+    changed.update(a.node for a in actions if base.state.get(a.node, _UP) != _DOWN)
+    base_spare = base.no_spare(index)
+    after_spare = after.no_spare(index)
+    lost_spare = after_spare - base_spare - changed
+    if not changed and not lost_spare:
+        return Outcome(Verdict.OK, ())
+
+    settled: _Run | None = None
+    if any(a.kind == "restart" for a in actions):
+        lasting = tuple(a for a in actions if a.kind != "restart")
+        settled = base.copy()
+        settled.propagate(index, _apply(settled, lasting))
+        settled_spare = settled.no_spare(index)
+
+    parents = _reasons(topology, actions, after, changed, lost_spare)
+    impacted = []
+    verdict = Verdict.OK
+    for name in changed | lost_spare:
+        node = topology.node(name)
+        before = base.state.get(name, _UP)
+        now = after.state.get(name, _UP)
+        spare = name in lost_spare
+        transient = settled is not None and (
+            settled.state.get(name, _UP) < now or (spare and name not in settled_spare)
+        )
+        if node.critical:
+            if now == _DOWN:
+                verdict = Verdict.CRITICAL
+            elif verdict == Verdict.OK:
+                verdict = Verdict.WARNING
+        impacted.append(
+            ImpactedNode(
+                node=name,
+                kind=node.kind,
+                critical=node.critical,
+                before=State(before),
+                after=State(now),
+                recovery_target_s=topology.recovery_target_s(name),
+                transient=transient,
+                no_spare=spare,
+                reason=_chain(name, parents),
+            )
+        )
+    impacted.sort(key=lambda i: (not i.critical, -i.after, not i.no_spare, i.node))
+    return Outcome(verdict, tuple(impacted))
+
+
+def _apply(run: _Run, actions: Iterable[Action]) -> list[str]:
+    """Take the actions' nodes down; return those that were not down yet."""
+    seeds = []
+    for action in actions:
+        if run.state.get(action.node, _UP) != _DOWN:
+            run.state[action.node] = _DOWN
+            seeds.append(action.node)
+    return seeds
+
+
+def _reasons(
+    topology: Topology,
+    actions: tuple[Action, ...],
+    after: _Run,
+    changed: set[str],
+    lost_spare: frozenset[str],
+) -> dict[str, str | None]:
+    """Breadth-first from the actions through the worsened nodes. A node's
+    parent is the smallest-named member one step closer to an action, taken
+    from a group that explains the node's new state (a soft group explains
+    degraded, never down)."""
+    index = topology.index
+    dependents, owner, slack, soft = index.dependents, index.owner, index.slack, index.soft
+    n_down, n_bad, state = after.n_down, after.n_bad, after.state
+
+    def explains(gid: int, node: str) -> bool:
+        room = slack[gid]
+        if n_down.get(gid, 0) > room:
+            effect = _DEGRADED if soft[gid] else _DOWN
+        elif n_bad.get(gid, 0) > room:
+            effect = _DEGRADED
+        else:
+            return False
+        return effect == state.get(node, _UP)
+
+    layer = sorted({a.node for a in actions} & changed)
+    parents: dict[str, str | None] = dict.fromkeys(layer)
+    while layer:
+        reached: dict[str, str] = {}
+        for name in layer:
+            for gid in dependents.get(name, ()):
+                node = owner[gid]
+                if node in parents or node in reached:
+                    continue
+                if node in changed:
+                    if explains(gid, node):
+                        reached[node] = name
+                elif node in lost_spare and state.get(name) == _DOWN:
+                    parents[node] = name  # a lost spare ends the chain
+        parents.update(reached)
+        layer = sorted(reached)
+    return parents
+
+
+def _chain(name: str, parents: Mapping[str, str | None]) -> tuple[str, ...]:
+    chain = [name]
+    step = parents.get(name)
+    while step is not None:
+        chain.append(step)
+        step = parents.get(step)
+    return tuple(chain)
+
+
+def _unknown_below(
+    topology: Topology, observed: Mapping[str, State], expected: Outcome, worst: Outcome
+) -> tuple[str, ...]:
+    """The unknown nodes that some critical node, worse in the pessimistic
+    outcome than in the expected one, transitively requires."""
+    rank = {i.node: (i.after, i.no_spare) for i in expected.impacted}
+    todo = [
+        i.node
+        for i in worst.critical
+        if (i.after, i.no_spare) > rank.get(i.node, (State.UP, False))
+    ]
+    seen = set(todo)
+    found = set()
+    while todo:
+        name = todo.pop()
+        if observed.get(name) == State.UNKNOWN:
+            found.add(name)
+        for member in topology.node(name).requirements:
+            if member not in seen:
+                seen.add(member)
+                todo.append(member)
+    return tuple(sorted(found))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What the failure of one node alone does while everything else is up."""
+
+    node: str
+    worsened: Mapping[str, State]
+    broken: tuple[tuple[str, Group], ...]
+
+    @property
+    def down(self) -> frozenset[str]:
+        """The other nodes it takes down."""
+        return frozenset(n for n, s in self.worsened.items() if s == State.DOWN)
+
+
+def fail(topology: Topology, name: str) -> Failure:
+    """The nodes worsened and the redundant groups broken (fewer than `min`
+    members available) when `name` alone goes down."""
+    if name not in topology:
+        raise ValueError(f"unknown node {name!r}")
+    index = topology.index
+    run = _Run()
+    run.state[name] = _DOWN
+    worsened = run.propagate(index, [name])
+    slack = index.slack
+    broken = tuple(
+        (index.owner[gid], index.groups[gid])
+        for gid, down in sorted(run.n_down.items())
+        if slack[gid] and down > slack[gid]
+    )
+    return Failure(name, {n: State(run.state[n]) for n in sorted(worsened)}, broken)

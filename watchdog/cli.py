@@ -1,0 +1,261 @@
+"""The `watchdog` command: `check`, `blast-radius` and `graph`.
+
+Exit codes follow the Nagios plugin convention: 0 fine, 1 warning (lint
+findings, a critical node degraded or without a spare), 2 critical (a
+critical node goes down), 3 the input could not be used. Usage errors are
+3 as well, so a script gating on 2 never mistakes a typo for a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from topology import (
+    ACTION_KINDS,
+    Action,
+    InvalidInput,
+    State,
+    Topology,
+    evaluate,
+    load,
+    what_if,
+)
+from topology.document import suggest
+
+__all__ = ["main"]
+
+EXIT_INVALID = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
+class _AppendAction(argparse.Action):
+    """Collects `--shutdown/--drain/--restart NODE` in the order given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        actions = list(getattr(namespace, "actions", None) or [])
+        actions.append((self.const, values))
+        namespace.actions = actions
+
+
+def _add_maneuver(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_argument_group("maneuver (repeatable, applied together)")
+    for kind in ACTION_KINDS:
+        group.add_argument(
+            f"--{kind}",
+            action=_AppendAction,
+            const=kind,
+            dest="actions",
+            metavar="NODE",
+            help=f"{kind} NODE" + (" (reported as transient)" if kind == "restart" else ""),
+        )
+    parser.add_argument(
+        "--down",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="NODE is already down: part of the baseline, not of the answer",
+    )
+    parser.add_argument(
+        "--unknown",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="nothing is known of NODE: the answer says when that makes it uncertain",
+    )
+    parser.set_defaults(actions=[], actions_required=required)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="watchdog",
+        description="Dependency-aware service health: what goes down if you touch a node.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser(
+        "check",
+        help="validate and lint a topology file",
+        description="Validate and lint FILE. Exit 0 clean, 1 findings, 3 invalid input.",
+    )
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+
+    blast = commands.add_parser(
+        "blast-radius",
+        help="what goes down or loses redundancy if you do a maneuver",
+        description=(
+            "Answer before a maneuver: which nodes get worse. Exit 0 no critical node "
+            "gets worse, 1 a critical node degrades or loses its last spare, 2 a "
+            "critical node goes down, 3 the input could not be used."
+        ),
+    )
+    blast.add_argument("file", metavar="FILE")
+    _add_maneuver(blast, required=True)
+    blast.add_argument("--format", choices=("text", "json"), default="text")
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw the topology (and a blast radius) as Graphviz DOT or Mermaid",
+        description="Print FILE as a graph; with a maneuver, impacted nodes are coloured.",
+    )
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    _add_maneuver(graph, required=False)
+    return parser
+
+
+def _colour(stream: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty()
+
+
+def _refuse(args: argparse.Namespace, lines: list[str], problems: list[dict[str, Any]]) -> int:
+    """Report unusable input: text on stderr, and JSON on stdout for scripts."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    if getattr(args, "format", "text") == "json":
+        json.dump({"valid": False, "exit_code": EXIT_INVALID, "problems": problems}, sys.stdout)
+        sys.stdout.write("\n")
+    return EXIT_INVALID
+
+
+def _load(args: argparse.Namespace) -> Topology | int:
+    try:
+        return load(args.file)
+    except InvalidInput as err:
+        count = len(err.problems)
+        lines = [str(p) for p in err.problems]
+        lines.append(f"{args.file}: {count} problem{'s' if count != 1 else ''}, nothing loaded")
+        problems = [
+            {"file": p.source, "line": p.line, "path": p.path, "message": p.message}
+            for p in err.problems
+        ]
+        return _refuse(args, lines, problems)
+
+
+def _observations(
+    args: argparse.Namespace, topology: Topology
+) -> tuple[dict[str, State], list[Action]] | int:
+    """The baseline and the actions named on the command line, every unknown
+    node reported with a suggestion."""
+    wrong: list[str] = []
+    problems: list[dict[str, Any]] = []
+
+    def known(option: str, name: str) -> bool:
+        if name in topology:
+            return True
+        message = f"unknown node {name!r}{suggest(name, list(topology.nodes))}"
+        wrong.append(f"{args.file}: --{option} {name}: {message}")
+        problems.append(
+            {"file": args.file, "line": None, "path": f"--{option}", "message": message}
+        )
+        return False
+
+    observed: dict[str, State] = {}
+    for name in args.unknown:
+        if known("unknown", name):
+            observed[name] = State.UNKNOWN
+    for name in args.down:
+        if known("down", name):
+            observed[name] = State.DOWN
+    actions = [Action(kind, name) for kind, name in args.actions if known(kind, name)]
+    if args.actions_required and not args.actions and not wrong:
+        wrong.append(
+            "watchdog blast-radius: name a maneuver: --shutdown, --drain or --restart NODE"
+        )
+        problems.append({"file": args.file, "line": None, "path": "", "message": wrong[-1]})
+    if wrong:
+        return _refuse(args, wrong, problems)
+    return observed, actions
+
+
+def _check(args: argparse.Namespace) -> int:
+    topology = _load(args)
+    if isinstance(topology, int):
+        return topology
+    from topology.lint import lint  # networkx is slow to import: only here
+
+    findings = lint(topology)
+    if args.format == "json":
+        out = {
+            "valid": True,
+            "exit_code": 1 if findings else 0,
+            "source": topology.source,
+            "nodes": len(topology),
+            "findings": [f.to_json() for f in findings],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        from watchdog.render import Style, render_findings
+
+        sys.stdout.write(render_findings(topology, findings, Style(_colour(sys.stdout))))
+    return 1 if findings else 0
+
+
+def _blast_radius(args: argparse.Namespace) -> int:
+    topology = _load(args)
+    if isinstance(topology, int):
+        return topology
+    given = _observations(args, topology)
+    if isinstance(given, int):
+        return given
+    observed, actions = given
+    impact = what_if(topology, observed, actions)
+    if args.format == "json":
+        print(json.dumps(impact.to_json(), indent=2))
+    else:
+        from watchdog.render import Style, render_impact
+
+        sys.stdout.write(render_impact(topology, impact, Style(_colour(sys.stdout))))
+    return impact.exit_code
+
+
+def _graph(args: argparse.Namespace) -> int:
+    topology = _load(args)
+    if isinstance(topology, int):
+        return topology
+    given = _observations(args, topology)
+    if isinstance(given, int):
+        return given
+    observed, actions = given
+    from topology.diagram import FORMATS
+
+    impact = what_if(topology, observed, actions) if actions else None
+    baseline = evaluate(topology, observed) if observed or actions else None
+    sys.stdout.write(FORMATS[args.format](topology, impact, baseline))
+    return 0
+
+
+_COMMANDS = {"check": _check, "blast-radius": _blast_radius, "graph": _graph}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # `watchdog graph ... | head`: the reader left, which is not an error.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
