@@ -9,7 +9,7 @@ values from the nodes ourselves.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +133,21 @@ def describe(node: yaml.Node) -> str:
     return str(node.value)
 
 
-def suggest(word: str, choices: Collection[str]) -> str:
-    """` (did you mean 'x'?)` for the closest choice, or nothing."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice (ties go to the first
+    name in sort order, so the answer never depends on input order), or nothing."""
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    best: tuple[float, str] | None = None
+    for choice in choices:
+        matcher.set_seq1(choice)
+        # The quick upper bounds first, as difflib.get_close_matches does.
+        if matcher.real_quick_ratio() < 0.6 or matcher.quick_ratio() < 0.6:
+            continue
+        score = matcher.ratio()
+        if score >= 0.6 and (best is None or (-score, choice) < (-best[0], best[1])):
+            best = (score, choice)
+    return f" (did you mean {best[1]!r}?)" if best else ""
 
 
 class Reader:

@@ -327,7 +327,7 @@ def _resolve(
                 reader.problem(
                     ref.node,
                     ref.path,
-                    f"unknown node {ref.name!r}{suggest(ref.name, sorted(known))}",
+                    f"unknown node {ref.name!r}{suggest(ref.name, known)}",
                 )
                 ok = False
         if ok:

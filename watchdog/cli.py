@@ -161,7 +161,7 @@ def _observations(
     def known(option: str, name: str) -> bool:
         if name in topology:
             return True
-        message = f"unknown node {name!r}{suggest(name, list(topology.nodes))}"
+        message = f"unknown node {name!r}{suggest(name, topology.nodes)}"
         wrong.append(f"{args.file}: --{option} {name}: {message}")
         problems.append(
             {"file": args.file, "line": None, "path": f"--{option}", "message": message}
