@@ -105,9 +105,7 @@ def parse_document(data: bytes | str, source: str) -> Document:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
-        detail = err.problem or "unreadable"
-        if err.context:
-            detail = f"{detail} ({err.context})"
+        detail = _yaml_error(err, text)
         raise InvalidInput([Problem(source, line, "", f"not valid YAML: {detail}")]) from None
     except yaml.YAMLError as err:
         raise InvalidInput([Problem(source, 1, "", f"not valid YAML: {err}")]) from None
@@ -118,6 +116,26 @@ def parse_document(data: bytes | str, source: str) -> Document:
             [Problem(source, 1, "", "empty file: expected a mapping with 'version: 1' and 'nodes'")]
         )
     return Document(source, root)
+
+
+def _yaml_error(err: yaml.MarkedYAMLError, text: str) -> str:
+    """PyYAML's message in reading order: the context (where a construct
+    started) before the problem, and a plain word for tabs."""
+    mark = err.problem_mark
+    if mark is not None and "cannot start any token" in (err.problem or ""):
+        lines = text.splitlines()
+        if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+            return "found a tab character: indent with spaces, not tabs"
+    problem = err.problem or "unreadable"
+    if not err.context:
+        return problem
+    start = err.context_mark
+    if start is not None and problem == "second occurrence":
+        return f"found duplicate anchor: first at line {start.line + 1}"
+    on_another_line = start is not None and (mark is None or start.line != mark.line)
+    where = f" (line {start.line + 1})" if start is not None and on_another_line else ""
+    joint = ", " if problem.startswith("but ") else ": "
+    return f"{err.context}{where}{joint}{problem}"
 
 
 def describe(node: yaml.Node) -> str:
@@ -150,6 +168,11 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {best[1]!r}?)" if best else ""
 
 
+# A mapping entry: key node, value node, and the `<<` key it was merged
+# through (None when written in the mapping itself).
+_Entry = tuple[yaml.Node, yaml.Node, yaml.Node | None]
+
+
 class Reader:
     """Reads values out of YAML nodes, collecting a `Problem` for each thing
     wrong instead of stopping at the first. Each method returns `None` when
@@ -158,6 +181,11 @@ class Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        # Mappings already read, by node identity: an anchor merged many
+        # times is read once (its problems reported once, and a chain of
+        # merges costs linear time), and one being read cannot merge itself.
+        self._read: dict[int, dict[str, _Entry]] = {}
+        self._open: set[int] = set()
 
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         """Record a problem at `node`'s line."""
@@ -174,18 +202,51 @@ class Reader:
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
         """The entries of a mapping as {key: (key node, value node)}, in file
         order. Duplicate keys, unknown keys (when `allowed` is given) and
-        non-scalar keys are problems; `<<` merge keys are expanded; nothing
-        (`key:` with no value) reads as an empty mapping."""
+        non-scalar keys are problems; `<<` merge keys are expanded, explicit
+        keys winning; nothing (`key:` with no value) reads as an empty mapping."""
         if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
             return {}
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
             return None
         entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for name, (key, value, merge) in self._entries(node, path).items():
+            if allowed is None or name in allowed:
+                entries[name] = (key, value)
+            elif merge is None:
+                self.problem(key, path, f"unknown key {name!r}{suggest(name, allowed)}")
+            else:
+                first = key.start_mark.line + 1
+                self.problem(
+                    merge,
+                    path,
+                    f"unknown key {name!r} (merged from line {first}){suggest(name, allowed)}",
+                )
+        return entries
+
+    def _entries(self, node: yaml.MappingNode, path: str) -> dict[str, _Entry]:
+        """Every key of a mapping with its `<<` merges applied, each problem
+        of the mapping itself recorded once however often it is merged."""
+        known = self._read.get(id(node))
+        if known is not None:
+            return known
+        self._open.add(id(node))
+        entries: dict[str, _Entry] = {}
+        merged: dict[str, _Entry] = {}
         for key, value in node.value:
             if key.tag == _MERGE:
-                self._merge(value, path, merged)
+                sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                for source in sources:
+                    if id(source) in self._open:
+                        self.problem(key, path, "'<<' merges a mapping into itself")
+                        continue
+                    if not isinstance(source, yaml.MappingNode):
+                        self.problem(
+                            source, path, f"expected a mapping to merge, got {describe(source)}"
+                        )
+                        continue
+                    for name, (k, v, _) in self._entries(source, path).items():
+                        merged.setdefault(name, (k, v, key))
                 continue
             if not isinstance(key, yaml.ScalarNode) or key.tag == _NULL:
                 self.problem(key, path, f"expected a name as key, got {describe(key)}")
@@ -195,23 +256,12 @@ class Reader:
                 first = entries[name][0].start_mark.line + 1
                 self.problem(key, path, f"duplicate key {name!r} (first at line {first})")
                 continue
-            if allowed is not None and name not in allowed:
-                self.problem(key, path, f"unknown key {name!r}{suggest(name, allowed)}")
-                continue
-            entries[name] = (key, value)
+            entries[name] = (key, value, None)
         for name, entry in merged.items():
-            if name not in entries and (allowed is None or name in allowed):
-                entries[name] = entry
+            entries.setdefault(name, entry)
+        self._open.discard(id(node))
+        self._read[id(node)] = entries
         return entries
-
-    def _merge(
-        self, value: yaml.Node, path: str, into: dict[str, tuple[yaml.Node, yaml.Node]]
-    ) -> None:
-        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
-        for source in sources:
-            entries = self.mapping(source, path, expected="a mapping to merge")
-            for name, entry in (entries or {}).items():
-                into.setdefault(name, entry)
 
     def sequence(self, node: yaml.Node, path: str, expected: str) -> list[yaml.Node] | None:
         """The items of a list."""

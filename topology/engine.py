@@ -321,9 +321,8 @@ def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Out
     after = base.copy()
     changed = after.propagate(index, _apply(after, actions))
     changed.update(a.node for a in actions if base.state.get(a.node, _UP) != _DOWN)
-    base_spare = base.no_spare(index)
-    after_spare = after.no_spare(index)
-    lost_spare = after_spare - base_spare - changed
+    new_spare = after.no_spare(index) - base.no_spare(index)
+    lost_spare = new_spare - changed
     if not changed and not lost_spare:
         return Outcome(Verdict.OK, ())
 
@@ -341,7 +340,7 @@ def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Out
         node = topology.node(name)
         before = base.state.get(name, _UP)
         now = after.state.get(name, _UP)
-        spare = name in lost_spare
+        spare = name in new_spare
         transient = settled is not None and (
             settled.state.get(name, _UP) < now or (spare and name not in settled_spare)
         )

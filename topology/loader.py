@@ -14,6 +14,7 @@ from topology.document import (
     Document,
     InvalidInput,
     Reader,
+    describe,
     parse_document,
     read_document,
     suggest,
@@ -89,11 +90,17 @@ def topology_from_document(document: Document) -> Topology:
         reader.problem(None, "version", "missing: add 'version: 1' at the top")
     else:
         version = root["version"][1]
-        if not (version.tag == "tag:yaml.org,2002:int" and version.value == "1"):
+        if version.tag != "tag:yaml.org,2002:int":
             reader.problem(
                 version,
                 "version",
-                f"unsupported version {_quoted(version)}: "
+                f"expected the number {SUPPORTED_VERSION}, got {describe(version)}",
+            )
+        elif version.value != str(SUPPORTED_VERSION):
+            reader.problem(
+                version,
+                "version",
+                f"unsupported version {version.value}: "
                 f"this watchdog reads version {SUPPORTED_VERSION}",
             )
 
@@ -133,12 +140,6 @@ def topology_from_document(document: Document) -> Topology:
     )
 
 
-def _quoted(node: yaml.Node) -> str:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
-        return repr(node.value)
-    return node.value if isinstance(node, yaml.ScalarNode) else "(a collection)"
-
-
 def _defaults(reader: Reader, root: dict[str, tuple[yaml.Node, yaml.Node]]) -> tuple[float, float]:
     critical_s = DEFAULT_RECOVERY_TARGET_CRITICAL_S
     non_critical_s = DEFAULT_RECOVERY_TARGET_NON_CRITICAL_S
@@ -171,6 +172,8 @@ def _node(
         where = f"{path}.{key}"
         if key == "kind":
             kind = reader.string(value, where) or kind
+            if not value.value:
+                reader.problem(value, where, "expected a kind such as service or farm, got ''")
         elif key == "critical":
             critical = bool(reader.boolean(value, where))
         elif key == "recovery_target":
@@ -220,7 +223,11 @@ def _runs_on(reader: Reader, value: yaml.Node, path: str) -> _PendingGroup | Non
 
 
 def _depends_on(reader: Reader, value: yaml.Node, path: str) -> list[_PendingGroup]:
-    """`depends_on` is one group per item: a name, or the full form."""
+    """`depends_on` is one group per item: a name, or the full form; a lone
+    name or group stands for a list of one."""
+    if isinstance(value, yaml.MappingNode):
+        group = _full_group(reader, value, path, "depends_on")
+        return [group] if group is not None else []
     if isinstance(value, yaml.ScalarNode) and value.tag != "tag:yaml.org,2002:null":
         group = _simple_group(reader, [value], path, "depends_on", single=True)
         return [group] if group is not None else []
@@ -230,12 +237,19 @@ def _depends_on(reader: Reader, value: yaml.Node, path: str) -> list[_PendingGro
     if not items:
         reader.problem(value, path, "empty list: name at least one node, or remove the key")
     groups = []
+    named: set[str] = set()
     for i, item in enumerate(items):
         where = f"{path}[{i}]"
         if isinstance(item, yaml.MappingNode):
             group = _full_group(reader, item, where, "depends_on")
         else:
             group = _simple_group(reader, [item], where, "depends_on", single=True)
+            if group is not None:
+                name = group.members[0].name
+                if name in named:
+                    reader.problem(item, where, f"{name!r} is listed twice in depends_on")
+                    continue
+                named.add(name)
         if group is not None:
             groups.append(group)
     return groups
@@ -324,10 +338,12 @@ def _resolve(
                 reader.problem(ref.node, ref.path, f"node {node.name!r} requires itself")
                 ok = False
             elif ref.name not in known:
+                # Never suggest the node itself: that advice leads to "requires itself".
+                others = (name for name in known if name != node.name)
                 reader.problem(
                     ref.node,
                     ref.path,
-                    f"unknown node {ref.name!r}{suggest(ref.name, known)}",
+                    f"unknown node {ref.name!r}{suggest(ref.name, others)}",
                 )
                 ok = False
         if ok:
