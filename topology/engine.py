@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, Literal
 
 from topology.model import Group, Index, State, Topology
@@ -153,18 +154,24 @@ class _Run:
                     stack.append(node)
         return worsened
 
-    def no_spare(self, index: Index) -> frozenset[str]:
-        """Nodes with a group at exactly `min` available members, all healthy,
-        that had spares, and that are not down for another reason."""
+    def spareless(self, index: Index) -> frozenset[int]:
+        """Groups that had spares and are down to exactly `min` available
+        members, all healthy, whose node is not down for another reason."""
         slack, owner, n_bad, state = index.slack, index.owner, self.n_bad, self.state
-        found = set()
-        for gid, down in self.n_down.items():
-            room = slack[gid]
-            if down and down == room and n_bad[gid] == room:
-                node = owner[gid]
-                if state.get(node, _UP) != _DOWN:
-                    found.add(node)
-        return frozenset(found)
+        return frozenset(
+            gid
+            for gid, down in self.n_down.items()
+            if down
+            and down == slack[gid]
+            and n_bad[gid] == down
+            and state.get(owner[gid], _UP) != _DOWN
+        )
+
+    def worsened_by(self, index: Index, names: Iterable[str]) -> _Run:
+        """A copy with `names` down too, propagated."""
+        run = self.copy()
+        run.propagate(index, _apply(run, (Action("shutdown", n) for n in names)))
+        return run
 
 
 def _start(topology: Topology, observed: Mapping[str, State]) -> _Run:
@@ -188,7 +195,9 @@ def evaluate(topology: Topology, observed: Mapping[str, State]) -> States:
     from the observations, so a recovered cause never keeps a cycle down.
     """
     run = _start(topology, observed)
-    return States(topology, run.state, run.no_spare(topology.index))
+    owner = topology.index.owner
+    spareless = run.spareless(topology.index)
+    return States(topology, run.state, frozenset(owner[gid] for gid in spareless))
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,23 +306,85 @@ def what_if(topology: Topology, observed: Mapping[str, State], actions: Iterable
     for action in acts:
         if action.node not in topology:
             raise ValueError(f"unknown node {action.node!r}")
-    expected = _outcome(topology, _start(topology, observed), acts)
-    unknown = [name for name, value in observed.items() if value == State.UNKNOWN]
-    if not unknown:
+    base = _start(topology, observed)
+    expected = _outcome(topology, base, acts)
+    suspects = _suspects(topology, observed, acts)
+    if not suspects:
         return Impact(acts, expected.verdict, expected)
-    pessimistic = dict(observed)
-    pessimistic.update(dict.fromkeys(unknown, State.DOWN))
-    worst = _outcome(topology, _start(topology, pessimistic), acts)
-    if worst.verdict <= expected.verdict:
+    worst, world = _worst_world(topology, base, acts, suspects, expected)
+    if worst is None:
         return Impact(acts, expected.verdict, expected)
     return Impact(
         acts,
         worst.verdict,
         expected,
         uncertain=True,
-        unknown=_unknown_below(topology, observed, expected, worst),
+        unknown=world,
         if_unknown_down=worst,
     )
+
+
+# Up to this many unknown nodes that matter, every combination of them being
+# down is tried (2**n worlds); past it, each alone, all but one, and all.
+EXHAUSTIVE_UNKNOWN = 8
+
+
+def _suspects(
+    topology: Topology, observed: Mapping[str, State], actions: tuple[Action, ...]
+) -> tuple[str, ...]:
+    """The unknown nodes that some critical node the actions can reach
+    transitively requires: the only ones whose state can change the verdict."""
+    unknown = {name for name, value in observed.items() if value == State.UNKNOWN}
+    if not unknown:
+        return ()
+    index = topology.index
+    reach = {a.node for a in actions}
+    todo = list(reach)
+    while todo:
+        for gid in index.dependents.get(todo.pop(), ()):
+            node = index.owner[gid]
+            if node not in reach:
+                reach.add(node)
+                todo.append(node)
+    todo = [name for name in reach if topology.node(name).critical]
+    above = set(todo)
+    while todo:
+        for member in topology.node(todo.pop()).requirements:
+            if member not in above:
+                above.add(member)
+                todo.append(member)
+    return tuple(sorted(unknown & above))
+
+
+def _worst_world(
+    topology: Topology,
+    base: _Run,
+    actions: tuple[Action, ...],
+    suspects: tuple[str, ...],
+    expected: Outcome,
+) -> tuple[Outcome | None, tuple[str, ...]]:
+    """The outcome in the world, among unknown nodes being down or not, where
+    the actions do the most harm, if worse than the expected one, and which
+    unknown nodes are down in it (the fewest, then first by name)."""
+    count = len(suspects)
+    if count <= EXHAUSTIVE_UNKNOWN:
+        worlds: Iterable[tuple[str, ...]] = (
+            world for size in range(1, count + 1) for world in combinations(suspects, size)
+        )
+    else:
+        alone = [(name,) for name in suspects]
+        all_but_one = [tuple(n for n in suspects if n != name) for name in suspects]
+        worlds = [*alone, *all_but_one, suspects]
+    index = topology.index
+    worst: Outcome | None = None
+    found: tuple[str, ...] = ()
+    for world in worlds:
+        outcome = _outcome(topology, base.worsened_by(index, world), actions)
+        if outcome.verdict > (worst or expected).verdict:
+            worst, found = outcome, world
+            if outcome.verdict == Verdict.CRITICAL:
+                break
+    return worst, found
 
 
 def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Outcome:
@@ -321,28 +392,34 @@ def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Out
     after = base.copy()
     changed = after.propagate(index, _apply(after, actions))
     changed.update(a.node for a in actions if base.state.get(a.node, _UP) != _DOWN)
-    new_spare = after.no_spare(index) - base.no_spare(index)
-    lost_spare = new_spare - changed
+    # Spares are lost per group: a node already one failure away in one group
+    # that loses the spare of another is worse off, and says so.
+    new_groups = after.spareless(index) - base.spareless(index)
+    new_spare = {index.owner[gid] for gid in new_groups}
+    lost_spare = frozenset(new_spare - changed)
     if not changed and not lost_spare:
         return Outcome(Verdict.OK, ())
 
     settled: _Run | None = None
+    settled_groups: frozenset[int] = frozenset()
     if any(a.kind == "restart" for a in actions):
         lasting = tuple(a for a in actions if a.kind != "restart")
         settled = base.copy()
         settled.propagate(index, _apply(settled, lasting))
-        settled_spare = settled.no_spare(index)
+        settled_groups = settled.spareless(index)
+    passing_spare = {index.owner[gid] for gid in new_groups - settled_groups}
 
-    parents = _reasons(topology, actions, after, changed, lost_spare)
+    parents = _reasons(
+        topology, actions, after, changed, lost_spare=lost_spare, spareless=new_groups
+    )
     impacted = []
     verdict = Verdict.OK
     for name in changed | lost_spare:
         node = topology.node(name)
         before = base.state.get(name, _UP)
         now = after.state.get(name, _UP)
-        spare = name in new_spare
         transient = settled is not None and (
-            settled.state.get(name, _UP) < now or (spare and name not in settled_spare)
+            settled.state.get(name, _UP) < now or (name in lost_spare and name in passing_spare)
         )
         if node.critical:
             if now == _DOWN:
@@ -358,7 +435,7 @@ def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Out
                 after=State(now),
                 recovery_target_s=topology.recovery_target_s(name),
                 transient=transient,
-                no_spare=spare,
+                no_spare=name in new_spare,
                 reason=_chain(name, parents),
             )
         )
@@ -381,25 +458,27 @@ def _reasons(
     actions: tuple[Action, ...],
     after: _Run,
     changed: set[str],
+    *,
     lost_spare: frozenset[str],
+    spareless: frozenset[int],
 ) -> dict[str, str | None]:
     """Breadth-first from the actions through the worsened nodes. A node's
-    parent is the smallest-named member one step closer to an action, taken
-    from a group that explains the node's new state (a soft group explains
-    degraded, never down)."""
+    parent is the smallest-named member one step closer to an action that
+    explains the node's new state: a member down in a group that has too few
+    available (a soft one explains degraded, never down), a member not
+    healthy in a group that has too few healthy, or, for a lost spare, a
+    member down in the group that lost it."""
     index = topology.index
     dependents, owner, slack, soft = index.dependents, index.owner, index.slack, index.soft
     n_down, n_bad, state = after.n_down, after.n_bad, after.state
 
-    def explains(gid: int, node: str) -> bool:
-        room = slack[gid]
-        if n_down.get(gid, 0) > room:
-            effect = _DEGRADED if soft[gid] else _DOWN
-        elif n_bad.get(gid, 0) > room:
-            effect = _DEGRADED
-        else:
-            return False
-        return effect == state.get(node, _UP)
+    def explains(gid: int, node: str, member: str) -> bool:
+        room, now = slack[gid], state.get(node, _UP)
+        if n_down.get(gid, 0) > room and state.get(member) == _DOWN:
+            return now == (_DEGRADED if soft[gid] else _DOWN)
+        # Every worsened member is unhealthy: it explains a degraded node
+        # whose group has too few healthy members.
+        return now == _DEGRADED and n_bad.get(gid, 0) > room
 
     layer = sorted({a.node for a in actions} & changed)
     parents: dict[str, str | None] = dict.fromkeys(layer)
@@ -411,9 +490,9 @@ def _reasons(
                 if node in parents or node in reached:
                     continue
                 if node in changed:
-                    if explains(gid, node):
+                    if explains(gid, node, name):
                         reached[node] = name
-                elif node in lost_spare and state.get(name) == _DOWN:
+                elif node in lost_spare and gid in spareless and state.get(name) == _DOWN:
                     parents[node] = name  # a lost spare ends the chain
         parents.update(reached)
         layer = sorted(reached)
@@ -427,30 +506,6 @@ def _chain(name: str, parents: Mapping[str, str | None]) -> tuple[str, ...]:
         chain.append(step)
         step = parents.get(step)
     return tuple(chain)
-
-
-def _unknown_below(
-    topology: Topology, observed: Mapping[str, State], expected: Outcome, worst: Outcome
-) -> tuple[str, ...]:
-    """The unknown nodes that some critical node, worse in the pessimistic
-    outcome than in the expected one, transitively requires."""
-    rank = {i.node: (i.after, i.no_spare) for i in expected.impacted}
-    todo = [
-        i.node
-        for i in worst.critical
-        if (i.after, i.no_spare) > rank.get(i.node, (State.UP, False))
-    ]
-    seen = set(todo)
-    found = set()
-    while todo:
-        name = todo.pop()
-        if observed.get(name) == State.UNKNOWN:
-            found.add(name)
-        for member in topology.node(name).requirements:
-            if member not in seen:
-                seen.add(member)
-                todo.append(member)
-    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
