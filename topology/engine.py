@@ -510,31 +510,42 @@ def _chain(name: str, parents: Mapping[str, str | None]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """What the failure of one node alone does while everything else is up."""
+    """What the failure of one node alone does while everything else is up:
+    the other nodes it takes down, and the groups with spares that it breaks
+    all the same (fewer than `min` members available), as (node, group)."""
 
     node: str
-    worsened: Mapping[str, State]
+    down: frozenset[str]
     broken: tuple[tuple[str, Group], ...]
-
-    @property
-    def down(self) -> frozenset[str]:
-        """The other nodes it takes down."""
-        return frozenset(n for n, s in self.worsened.items() if s == State.DOWN)
 
 
 def fail(topology: Topology, name: str) -> Failure:
-    """The nodes worsened and the redundant groups broken (fewer than `min`
-    members available) when `name` alone goes down."""
+    """The nodes `name` alone takes down, and the redundant groups it breaks.
+
+    Only *down* travels: a node goes down only through a hard group with too
+    few members available, and degraded members count as available, so this
+    walks just the nodes that go down (lint calls it once per node).
+    """
     if name not in topology:
         raise ValueError(f"unknown node {name!r}")
     index = topology.index
-    run = _Run()
-    run.state[name] = _DOWN
-    worsened = run.propagate(index, [name])
-    slack = index.slack
+    dependents, owner, slack, soft = index.dependents, index.owner, index.slack, index.soft
+    n_down: dict[int, int] = {}
+    down = {name}
+    stack = [name]
+    while stack:
+        for gid in dependents.get(stack.pop(), ()):
+            count = n_down.get(gid, 0) + 1
+            n_down[gid] = count
+            if count > slack[gid] and not soft[gid]:
+                node = owner[gid]
+                if node not in down:
+                    down.add(node)
+                    stack.append(node)
     broken = tuple(
-        (index.owner[gid], index.groups[gid])
-        for gid, down in sorted(run.n_down.items())
-        if slack[gid] and down > slack[gid]
+        (owner[gid], index.groups[gid])
+        for gid, count in sorted(n_down.items())
+        if slack[gid] and count > slack[gid]
     )
-    return Failure(name, {n: State(run.state[n]) for n in sorted(worsened)}, broken)
+    down.discard(name)
+    return Failure(name, frozenset(down), broken)

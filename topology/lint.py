@@ -50,8 +50,15 @@ def lint(topology: Topology) -> list[Finding]:
     return findings
 
 
+# Messages name at most this many nodes; the finding's `nodes` has them all.
+SHOWN = 8
+
+
 def _names(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names))
+    ordered = sorted(names)
+    if len(ordered) <= SHOWN:
+        return ", ".join(ordered)
+    return f"{', '.join(ordered[:SHOWN])} (+{len(ordered) - SHOWN} more)"
 
 
 def _hosted(topology: Topology, placement: str) -> set[str]:
@@ -77,17 +84,13 @@ def shared_fate(topology: Topology, failures: dict[str, Failure]) -> Iterable[Fi
         others = sorted(n for n in workloads if not topology.node(n).critical)
         if not critical or not others:
             continue
-        failure = failures[placement]
-        down = sorted(n for n in critical if n in failure.down)
+        down = sorted(n for n in critical if n in failures[placement].down)
         severity: Severity
         if down:
             effect, severity = f"takes {_names(down)} down", "error"
         else:
-            weakened = [n for n in critical if n in failure.worsened]
-            effect = (
-                f"degrades {_names(weakened)}" if weakened else f"costs {_names(critical)} a spare"
-            )
-            severity = "warning"
+            # Placed on it, yet not taken down: a replica somewhere survives.
+            effect, severity = f"costs {_names(critical)} a spare", "warning"
         yield Finding(
             "shared-fate",
             severity,

@@ -183,3 +183,15 @@ def test_findings_serialise_for_scripts() -> None:
             "message": "farm alone takes critical svc down",
         }
     ]
+
+
+def test_messages_name_a_few_nodes_and_count_the_rest() -> None:
+    services = "".join(f"svc-{i:02}: {{runs_on: [farm]}}\n" for i in range(12))
+    found = findings(f"farm: {{}}\ncore: {{critical: true, runs_on: [farm]}}\n{services}")
+    shared = next(f for f in found if f.rule == "shared-fate")
+    assert shared.message == (
+        "farm runs critical core and non-critical svc-00, svc-01, svc-02, svc-03, svc-04, "
+        "svc-05, svc-06, svc-07 (+4 more): a maneuver on farm meant for svc-00, svc-01, "
+        "svc-02, svc-03, svc-04, svc-05, svc-06, svc-07 (+4 more) takes core down"
+    )
+    assert len(shared.nodes) == 14
