@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from topology.durations import parse_duration
+from topology.yamltree import ComposeError, MappingNode, ScalarNode, SequenceNode, YamlNode, compose
 
 __all__ = [
     "Document",
@@ -26,12 +27,6 @@ __all__ = [
     "read_document",
     "suggest",
 ]
-
-_Loader: type[yaml.CSafeLoader | yaml.SafeLoader]
-try:
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml: same results, slower
-    _Loader = yaml.SafeLoader
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -68,7 +63,7 @@ class Document:
     """A parsed YAML document: its source name and its root node."""
 
     source: str
-    root: yaml.Node
+    root: YamlNode
 
 
 def read_document(path: str | Path) -> Document:
@@ -99,19 +94,20 @@ def parse_document(data: bytes | str, source: str) -> Document:
             ) from None
     else:
         text = data
-    loader = _Loader(text)
     try:
-        root = loader.get_single_node()
+        root = compose(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         detail = _yaml_error(err, text)
         raise InvalidInput([Problem(source, line, "", f"not valid YAML: {detail}")]) from None
+    except ComposeError as err:
+        raise InvalidInput(
+            [Problem(source, err.line, "", f"not valid YAML: {err.message}")]
+        ) from None
     except yaml.YAMLError as err:
         raise InvalidInput([Problem(source, 1, "", f"not valid YAML: {err}")]) from None
-    finally:
-        loader.dispose()
-    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL):
+    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
         raise InvalidInput(
             [Problem(source, 1, "", "empty file: expected a mapping with 'version: 1' and 'nodes'")]
         )
@@ -130,19 +126,17 @@ def _yaml_error(err: yaml.MarkedYAMLError, text: str) -> str:
     if not err.context:
         return problem
     start = err.context_mark
-    if start is not None and problem == "second occurrence":
-        return f"found duplicate anchor: first at line {start.line + 1}"
     on_another_line = start is not None and (mark is None or start.line != mark.line)
     where = f" (line {start.line + 1})" if start is not None and on_another_line else ""
     joint = ", " if problem.startswith("but ") else ": "
     return f"{err.context}{where}{joint}{problem}"
 
 
-def describe(node: yaml.Node) -> str:
+def describe(node: YamlNode) -> str:
     """How a value reads in an error message: quoted text, or what it is."""
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, MappingNode):
         return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
+    if isinstance(node, SequenceNode):
         return "a list"
     if node.tag == _NULL:
         return "nothing"
@@ -170,7 +164,7 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 # A mapping entry: key node, value node, and the `<<` key it was merged
 # through (None when written in the mapping itself).
-_Entry = tuple[yaml.Node, yaml.Node, yaml.Node | None]
+_Entry = tuple[YamlNode, YamlNode, YamlNode | None]
 
 
 class Reader:
@@ -187,36 +181,36 @@ class Reader:
         self._read: dict[int, dict[str, _Entry]] = {}
         self._open: set[int] = set()
 
-    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
+    def problem(self, node: YamlNode | None, path: str, message: str) -> None:
         """Record a problem at `node`'s line."""
-        line = node.start_mark.line + 1 if node is not None else 1
+        line = node.line if node is not None else 1
         self.problems.append(Problem(self.source, line, path, message))
 
     def mapping(
         self,
-        node: yaml.Node,
+        node: YamlNode,
         path: str,
         allowed: Collection[str] | None = None,
         *,
         expected: str = "a mapping",
-    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+    ) -> dict[str, tuple[YamlNode, YamlNode]] | None:
         """The entries of a mapping as {key: (key node, value node)}, in file
         order. Duplicate keys, unknown keys (when `allowed` is given) and
         non-scalar keys are problems; `<<` merge keys are expanded, explicit
         keys winning; nothing (`key:` with no value) reads as an empty mapping."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
             return {}
-        if not isinstance(node, yaml.MappingNode):
+        if not isinstance(node, MappingNode):
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
             return None
-        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        entries: dict[str, tuple[YamlNode, YamlNode]] = {}
         for name, (key, value, merge) in self._entries(node, path).items():
             if allowed is None or name in allowed:
                 entries[name] = (key, value)
             elif merge is None:
                 self.problem(key, path, f"unknown key {name!r}{suggest(name, allowed)}")
             else:
-                first = key.start_mark.line + 1
+                first = key.line
                 self.problem(
                     merge,
                     path,
@@ -224,7 +218,7 @@ class Reader:
                 )
         return entries
 
-    def _entries(self, node: yaml.MappingNode, path: str) -> dict[str, _Entry]:
+    def _entries(self, node: MappingNode, path: str) -> dict[str, _Entry]:
         """Every key of a mapping with its `<<` merges applied, each problem
         of the mapping itself recorded once however often it is merged."""
         known = self._read.get(id(node))
@@ -235,12 +229,12 @@ class Reader:
         merged: dict[str, _Entry] = {}
         for key, value in node.value:
             if key.tag == _MERGE:
-                sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                sources = value.value if isinstance(value, SequenceNode) else [value]
                 for source in sources:
                     if id(source) in self._open:
                         self.problem(key, path, "'<<' merges a mapping into itself")
                         continue
-                    if not isinstance(source, yaml.MappingNode):
+                    if not isinstance(source, MappingNode):
                         self.problem(
                             source, path, f"expected a mapping to merge, got {describe(source)}"
                         )
@@ -248,47 +242,48 @@ class Reader:
                     for name, (k, v, _) in self._entries(source, path).items():
                         merged.setdefault(name, (k, v, key))
                 continue
-            if not isinstance(key, yaml.ScalarNode) or key.tag == _NULL:
+            if not isinstance(key, ScalarNode) or key.tag == _NULL:
                 self.problem(key, path, f"expected a name as key, got {describe(key)}")
                 continue
             name = key.value
             if name in entries:
-                first = entries[name][0].start_mark.line + 1
+                first = entries[name][0].line
                 self.problem(key, path, f"duplicate key {name!r} (first at line {first})")
                 continue
             entries[name] = (key, value, None)
         for name, entry in merged.items():
             entries.setdefault(name, entry)
         self._open.discard(id(node))
-        self._read[id(node)] = entries
+        if node.anchored:  # only an anchored mapping can be read twice
+            self._read[id(node)] = entries
         return entries
 
-    def sequence(self, node: yaml.Node, path: str, expected: str) -> list[yaml.Node] | None:
+    def sequence(self, node: YamlNode, path: str, expected: str) -> list[YamlNode] | None:
         """The items of a list."""
-        if not isinstance(node, yaml.SequenceNode):
+        if not isinstance(node, SequenceNode):
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
             return None
         return list(node.value)
 
-    def string(self, node: yaml.Node, path: str, expected: str = "a string") -> str | None:
+    def string(self, node: YamlNode, path: str, expected: str = "a string") -> str | None:
         """A scalar as text. Numbers and booleans read as they are written,
         so `kind: 404` is the text '404'; nothing and collections are refused."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
+        if not isinstance(node, ScalarNode) or node.tag == _NULL:
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
             return None
         value: str = node.value
         return value
 
-    def boolean(self, node: yaml.Node, path: str) -> bool | None:
+    def boolean(self, node: YamlNode, path: str) -> bool | None:
         """`true` or `false`."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
             return node.value.lower() in {"true", "yes", "on", "y"}
         self.problem(node, path, f"expected true or false, got {describe(node)}")
         return None
 
-    def integer(self, node: yaml.Node, path: str) -> int | None:
+    def integer(self, node: YamlNode, path: str) -> int | None:
         """A whole number written in decimal."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
+        if isinstance(node, ScalarNode) and node.tag == _INT:
             try:
                 return int(node.value.replace("_", ""), 10)
             except ValueError:
@@ -296,9 +291,9 @@ class Reader:
         self.problem(node, path, f"expected a whole number, got {describe(node)}")
         return None
 
-    def duration(self, node: yaml.Node, path: str, *, positive: bool = True) -> float | None:
+    def duration(self, node: YamlNode, path: str, *, positive: bool = True) -> float | None:
         """Seconds from a duration string such as `10m` (see `parse_duration`)."""
-        text = node.value if isinstance(node, yaml.ScalarNode) and node.tag != _NULL else None
+        text = node.value if isinstance(node, ScalarNode) and node.tag != _NULL else None
         try:
             if text is None:
                 raise ValueError
@@ -317,8 +312,8 @@ class Reader:
         return seconds
 
     def items(
-        self, entries: dict[str, tuple[yaml.Node, yaml.Node]]
-    ) -> Iterator[tuple[str, yaml.Node]]:
+        self, entries: dict[str, tuple[YamlNode, YamlNode]]
+    ) -> Iterator[tuple[str, YamlNode]]:
         """(key, value node) pairs of a mapping read by `mapping`."""
         for name, (_, value) in entries.items():
             yield name, value
