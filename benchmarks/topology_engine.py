@@ -5,10 +5,13 @@ and measures, with time.perf_counter and the median of --repeat runs:
 
 - the file size, and that the file is valid with no hard cycles;
 - `topology.load` (parse, check, build the indexes) beside a bare
-  `yaml.load(f, Loader=yaml.CSafeLoader)` of the same file;
+  `yaml.load(f, Loader=yaml.CSafeLoader)` of the same file, and beside the
+  same with the cycle collector paused (as `topology.load` pauses it);
 - one what-if: shutting down the farm with the most transitive dependents
   (`networkx.descendants` on a DiGraph with edges member -> dependent),
-  beside `networkx.descendants` from that farm on the same graph;
+  beside `networkx.descendants` from that farm on the same graph: the
+  verdict with the impacted set, then with every impacted record and its
+  reason chain built too;
 - the peak memory (ru_maxrss) of a fresh process that loads the file and
   runs the what-if, beside one that only does the bare `yaml.load`;
 - end to end on the 10k file: `watchdog blast-radius FILE --shutdown FARM
@@ -92,8 +95,10 @@ class SizeResult:
     dependents: int  # transitive dependents of the farm (networkx.descendants)
     impacted: int  # nodes in the what-if answer, the farm included
     verdict: str
-    what_if_s: float
+    what_if_s: float  # the verdict and the impacted set (what a gating script needs)
+    answer_s: float  # the same, plus every impacted record with its reason chain
     descendants_s: float
+    yaml_paused_s: float  # bare yaml.load with the cycle collector paused, as load does
     peak_mb: float  # load + what-if in a fresh process
     yaml_peak_mb: float  # bare yaml.load in a fresh process
 
@@ -130,9 +135,16 @@ def _median_time(fn: Callable[[], T], runs: int) -> tuple[float, T]:
     return statistics.median(times), result
 
 
-def _bare_yaml(path: Path) -> object:
-    with path.open(encoding="utf-8") as f:
-        return yaml.load(f, Loader=yaml.CSafeLoader)
+def _bare_yaml(path: Path, *, paused: bool = False) -> object:
+    """`yaml.load` as anyone would call it; `paused` also pauses the cycle
+    collector, as topology.load does, to show what that alone is worth."""
+    if paused:
+        gc.disable()
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.load(f, Loader=yaml.CSafeLoader)
+    finally:
+        gc.enable()
 
 
 def _graphs(topo: topology.Topology) -> tuple[nx.DiGraph[str], nx.DiGraph[str]]:
@@ -177,6 +189,7 @@ class _Engine:
     impacted: int
     verdict: str
     what_if_s: float
+    answer_s: float
     descendants_s: float
 
 
@@ -193,7 +206,8 @@ def _engine_figures(nodes: int, topo: topology.Topology, repeat: int) -> _Engine
     actions = [topology.Action("shutdown", farm)]
     impact = topology.what_if(topo, {}, actions)  # also a warm-up
     nx.descendants(graph, farm)
-    what_if_s, _ = _median_time(lambda: topology.what_if(topo, {}, actions), repeat)
+    what_if_s, _ = _median_time(lambda: topology.what_if(topo, {}, actions).verdict, repeat)
+    answer_s, _ = _median_time(lambda: topology.what_if(topo, {}, actions).impacted, repeat)
     descendants_s, _ = _median_time(lambda: nx.descendants(graph, farm), repeat)
     return _Engine(
         hard_acyclic=hard_acyclic,
@@ -202,6 +216,7 @@ def _engine_figures(nodes: int, topo: topology.Topology, repeat: int) -> _Engine
         impacted=len(impact.impacted),
         verdict=str(impact.verdict),
         what_if_s=what_if_s,
+        answer_s=answer_s,
         descendants_s=descendants_s,
     )
 
@@ -215,6 +230,7 @@ def measure_size(nodes: int, directory: Path, seed: int, repeat: int) -> SizeRes
 
     _progress(f"[{nodes}] yaml.load x{repeat}")
     yaml_s, _ = _median_time(lambda: _bare_yaml(path), repeat)
+    yaml_paused_s, _ = _median_time(lambda: _bare_yaml(path, paused=True), repeat)
     _progress(f"[{nodes}] topology.load x{repeat}")
     load_s, topo = _median_time(lambda: topology.load(path), repeat)
     engine = _engine_figures(nodes, topo, repeat)
@@ -239,7 +255,9 @@ def measure_size(nodes: int, directory: Path, seed: int, repeat: int) -> SizeRes
         impacted=engine.impacted,
         verdict=engine.verdict,
         what_if_s=engine.what_if_s,
+        answer_s=engine.answer_s,
         descendants_s=engine.descendants_s,
+        yaml_paused_s=yaml_paused_s,
         peak_mb=_peak_mb(int(rss)),
         yaml_peak_mb=_peak_mb(int(yaml_rss)),
     )
@@ -309,13 +327,17 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
         ("yaml.load (CSafeLoader)", lambda r: _ms(r.yaml_s)),
         ("topology.load", lambda r: _ms(r.load_s)),
         ("  load / yaml.load", lambda r: _ratio(r.load_s / r.yaml_s)),
+        ("yaml.load, collector paused", lambda r: _ms(r.yaml_paused_s)),
+        ("  load / that", lambda r: _ratio(r.load_s / r.yaml_paused_s)),
         ("farm shut down", lambda r: r.farm),
         ("  transitive dependents", lambda r: f"{r.dependents:,}"),
         ("  impacted (farm included)", lambda r: f"{r.impacted:,}"),
         ("  verdict", lambda r: r.verdict),
-        ("what-if", lambda r: _ms(r.what_if_s)),
+        ("what-if: verdict, impacted set", lambda r: _ms(r.what_if_s)),
+        ("what-if: + records and reasons", lambda r: _ms(r.answer_s)),
         ("networkx.descendants", lambda r: _ms(r.descendants_s)),
-        ("  what-if / descendants", lambda r: _ratio(r.what_if_s / r.descendants_s)),
+        ("  verdict / descendants", lambda r: _ratio(r.what_if_s / r.descendants_s)),
+        ("  records / descendants", lambda r: _ratio(r.answer_s / r.descendants_s)),
         ("peak RSS, load + what-if", lambda r: f"{r.peak_mb:,.0f} MB"),
         ("peak RSS, bare yaml.load", lambda r: f"{r.yaml_peak_mb:,.0f} MB"),
     ]
@@ -329,13 +351,13 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
     targets = [["target", "wanted", "measured", ""]]
     at_target = next((r for r in results if r.nodes == TARGET_SIZE), None)
     if at_target is None:
-        for what in ("what-if / descendants", "peak RSS, load + what-if"):
+        for what in ("what-if verdict / descendants", "peak RSS, load + what-if"):
             targets.append([f"{what} at {TARGET_SIZE:,}", "", "", "not run"])
     else:
         ratio = at_target.what_if_s / at_target.descendants_s
         targets.append(
             [
-                f"what-if / descendants at {TARGET_SIZE:,}",
+                f"what-if verdict / descendants at {TARGET_SIZE:,}",
                 f"<= {_ratio(TARGET_WHAT_IF_RATIO)}",
                 _ratio(ratio),
                 _verdict(ratio <= TARGET_WHAT_IF_RATIO),

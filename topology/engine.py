@@ -9,11 +9,12 @@ costs about as much as walking the nodes it impacts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from topology.collector import paused
 from topology.model import Group, Index, State, Topology
 
 __all__ = [
@@ -33,7 +34,8 @@ __all__ = [
 ActionKind = Literal["shutdown", "drain", "restart"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("shutdown", "drain", "restart")
 
-_UP, _UNKNOWN, _DEGRADED, _DOWN = State.UP.value, State.UNKNOWN.value, 2, 3
+_UP, _UNKNOWN, _DEGRADED, _DOWN = 0, 1, 2, 3  # the values of State
+_STATES = tuple(State)  # by value, cheaper than State(value)
 # What the nodes that need a member see of it: 0 healthy (up or unknown),
 # 1 available but unhealthy (degraded), 2 unavailable (down).
 _SEEN = (0, 0, 1, 2)
@@ -154,14 +156,21 @@ class _Run:
                     stack.append(node)
         return worsened
 
-    def spareless(self, index: Index) -> frozenset[int]:
-        """Groups that had spares and are down to exactly `min` available
-        members, all healthy, whose node is not down for another reason."""
-        slack, owner, n_bad, state = index.slack, index.owner, self.n_bad, self.state
+    def spareless(self, index: Index, among: Iterable[int] | None = None) -> frozenset[int]:
+        """Groups (all, or those `among`) that had spares and are down to
+        exactly `min` available members, all healthy, whose node is not down
+        for another reason."""
+        slack, owner, n_down, n_bad, state = (
+            index.slack,
+            index.owner,
+            self.n_down,
+            self.n_bad,
+            self.state,
+        )
         return frozenset(
             gid
-            for gid, down in self.n_down.items()
-            if down
+            for gid in (n_down if among is None else among)
+            if (down := n_down.get(gid, 0))
             and down == slack[gid]
             and n_bad[gid] == down
             and state.get(owner[gid], _UP) != _DOWN
@@ -200,12 +209,13 @@ def evaluate(topology: Topology, observed: Mapping[str, State]) -> States:
     return States(topology, run.state, frozenset(owner[gid] for gid in spareless))
 
 
-@dataclass(frozen=True, slots=True)
-class ImpactedNode:
+class ImpactedNode(NamedTuple):
     """A node that gets worse (or loses its last spare) because of actions.
 
     `reason` runs from the node back to an action's node: the shortest chain
-    of requirements, ties broken by name.
+    of requirements, ties broken by name. (A named tuple: an answer can hold
+    tens of thousands, and these are several times cheaper to make than a
+    frozen dataclass.)
     """
 
     node: str
@@ -233,17 +243,42 @@ class ImpactedNode:
         }
 
 
-@dataclass(frozen=True, slots=True)
 class Outcome:
-    """The impacted nodes and verdict under one set of assumptions."""
+    """The verdict and the impacted nodes under one set of assumptions.
 
-    verdict: Verdict
-    impacted: tuple[ImpactedNode, ...]
+    The verdict is known at once; the impacted nodes, with their reason
+    chains, are worked out when first asked for, so a script that gates on
+    the verdict, or a search over unknown nodes, pays only for propagation.
+    """
+
+    __slots__ = ("_build", "_impacted", "verdict")
+
+    def __init__(
+        self,
+        verdict: Verdict,
+        impacted: tuple[ImpactedNode, ...] | Callable[[], tuple[ImpactedNode, ...]] = (),
+    ) -> None:
+        self.verdict = verdict
+        self._impacted = impacted if isinstance(impacted, tuple) else None
+        self._build = None if isinstance(impacted, tuple) else impacted
+
+    @property
+    def impacted(self) -> tuple[ImpactedNode, ...]:
+        """Every node that gets worse or loses a last spare: critical first,
+        then worst state, then those without a spare, then by name."""
+        if self._impacted is None:
+            assert self._build is not None
+            self._impacted = self._build()
+            self._build = None
+        return self._impacted
 
     @property
     def critical(self) -> tuple[ImpactedNode, ...]:
         """The impacted nodes that are critical, worst first."""
         return tuple(i for i in self.impacted if i.critical)
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.verdict!r}, {self.impacted!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,55 +427,83 @@ def _outcome(topology: Topology, base: _Run, actions: tuple[Action, ...]) -> Out
     after = base.copy()
     changed = after.propagate(index, _apply(after, actions))
     changed.update(a.node for a in actions if base.state.get(a.node, _UP) != _DOWN)
+
+    verdict = Verdict.OK
+    state = after.state
+    hit = changed & index.critical
+    if any(state[name] == _DOWN for name in hit):
+        verdict = Verdict.CRITICAL
+    elif hit or _loses_critical_spare(index, base, after):
+        verdict = Verdict.WARNING
+    return Outcome(verdict, lambda: _impacted(topology, base, after, actions, changed))
+
+
+def _loses_critical_spare(index: Index, base: _Run, after: _Run) -> bool:
+    """Whether a critical node's group with spares is left without one."""
+    candidates = after.n_down.keys() & index.critical_redundant
+    if not candidates:
+        return False
+    return bool(after.spareless(index, candidates) - base.spareless(index, candidates))
+
+
+def _impacted(
+    topology: Topology, base: _Run, after: _Run, actions: tuple[Action, ...], changed: set[str]
+) -> tuple[ImpactedNode, ...]:
+    """The records of what the actions did, with reasons and transience."""
+    with paused():
+        return _records(topology, base, after, actions, changed)
+
+
+def _records(
+    topology: Topology, base: _Run, after: _Run, actions: tuple[Action, ...], changed: set[str]
+) -> tuple[ImpactedNode, ...]:
+    index = topology.index
+    owner = index.owner
     # Spares are lost per group: a node already one failure away in one group
     # that loses the spare of another is worse off, and says so.
     new_groups = after.spareless(index) - base.spareless(index)
-    new_spare = {index.owner[gid] for gid in new_groups}
+    new_spare = {owner[gid] for gid in new_groups}
     lost_spare = frozenset(new_spare - changed)
-    if not changed and not lost_spare:
-        return Outcome(Verdict.OK, ())
 
     settled: _Run | None = None
-    settled_groups: frozenset[int] = frozenset()
+    passing_spare: set[str] = set()
     if any(a.kind == "restart" for a in actions):
         lasting = tuple(a for a in actions if a.kind != "restart")
         settled = base.copy()
         settled.propagate(index, _apply(settled, lasting))
-        settled_groups = settled.spareless(index)
-    passing_spare = {index.owner[gid] for gid in new_groups - settled_groups}
+        passing_spare = {owner[gid] for gid in new_groups - settled.spareless(index)}
 
     parents = _reasons(
         topology, actions, after, changed, lost_spare=lost_spare, spareless=new_groups
     )
-    impacted = []
-    verdict = Verdict.OK
+    chains: dict[str, tuple[str, ...]] = {}
+    before_state, after_state = base.state, after.state
+    nodes, critical = topology.nodes, index.critical
+    keyed: list[tuple[int, ImpactedNode]] = []
     for name in changed | lost_spare:
-        node = topology.node(name)
-        before = base.state.get(name, _UP)
-        now = after.state.get(name, _UP)
+        now = after_state.get(name, _UP)
         transient = settled is not None and (
             settled.state.get(name, _UP) < now or (name in lost_spare and name in passing_spare)
         )
-        if node.critical:
-            if now == _DOWN:
-                verdict = Verdict.CRITICAL
-            elif verdict == Verdict.OK:
-                verdict = Verdict.WARNING
-        impacted.append(
-            ImpactedNode(
-                node=name,
-                kind=node.kind,
-                critical=node.critical,
-                before=State(before),
-                after=State(now),
-                recovery_target_s=topology.recovery_target_s(name),
-                transient=transient,
-                no_spare=name in new_spare,
-                reason=_chain(name, parents),
-            )
+        spare = name in new_spare
+        is_critical = name in critical
+        record = ImpactedNode(
+            node=name,
+            kind=nodes[name].kind,
+            critical=is_critical,
+            before=_STATES[before_state.get(name, _UP)],
+            after=_STATES[now],
+            recovery_target_s=topology.recovery_target_s(name),
+            transient=transient,
+            no_spare=spare,
+            reason=_chain(name, parents, chains),
         )
-    impacted.sort(key=lambda i: (not i.critical, -i.after, not i.no_spare, i.node))
-    return Outcome(verdict, tuple(impacted))
+        # Critical first, then worst state, then without a spare: one small int.
+        keyed.append(((not is_critical) * 8 + (3 - now) * 2 + (not spare), record))
+    # Two stable sorts (by name, then by rank) beat one sort on tuples.
+    keyed.sort(key=lambda pair: pair[1].node)
+    keyed.sort(key=lambda pair: pair[0])
+    return tuple(record for _, record in keyed)
 
 
 def _apply(run: _Run, actions: Iterable[Action]) -> list[str]:
@@ -499,13 +562,23 @@ def _reasons(
     return parents
 
 
-def _chain(name: str, parents: Mapping[str, str | None]) -> tuple[str, ...]:
-    chain = [name]
+def _chain(
+    name: str, parents: Mapping[str, str | None], chains: dict[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """The chain from `name` back to an action, sharing what is known."""
+    known = chains.get(name)
+    if known is not None:
+        return known
+    path = [name]
     step = parents.get(name)
-    while step is not None:
-        chain.append(step)
+    while step is not None and step not in chains:
+        path.append(step)
         step = parents.get(step)
-    return tuple(chain)
+    tail = chains[step] if step is not None else ()
+    for i in range(len(path) - 1, -1, -1):
+        tail = (path[i], *tail)
+        chains[path[i]] = tail
+    return tail
 
 
 @dataclass(frozen=True, slots=True)

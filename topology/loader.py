@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
+from topology.collector import paused
 from topology.document import (
     Document,
     InvalidInput,
@@ -51,28 +49,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]*\Z")
 
 def load(path: str | Path) -> Topology:
     """The topology in the file at `path`; `InvalidInput` lists every problem."""
-    with _collector_paused():
+    with paused():
         return topology_from_document(read_document(path))
 
 
 def loads(text: str, source: str = "<string>") -> Topology:
     """The topology in YAML `text`; `InvalidInput` lists every problem."""
-    with _collector_paused():
+    with paused():
         return topology_from_document(parse_document(text, source))
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a file is read. A load allocates
-    millions of objects that form no cycles; left on, the collector walks the
-    growing heap again and again, which cost three quarters of a 10k-node load."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def topology_from_document(document: Document) -> Topology:

@@ -107,6 +107,10 @@ class Index:
     # kept as flat tuples because the engine reads them once per edge.
     slack: tuple[int, ...]
     soft: tuple[bool, ...]
+    # What a verdict needs at a glance: the critical nodes, and the groups
+    # with spares that critical nodes have.
+    critical: frozenset[str]
+    critical_redundant: frozenset[int]
 
 
 class Topology:
@@ -165,6 +169,12 @@ class Topology:
             dependents={name: tuple(gids) for name, gids in dependents.items()},
             slack=tuple(len(g.members) - g.min for g in groups),
             soft=tuple(g.soft for g in groups),
+            critical=frozenset(n.name for n in self._nodes.values() if n.critical),
+            critical_redundant=frozenset(
+                gid
+                for gid, group in enumerate(groups)
+                if group.redundant and self._nodes[owner[gid]].critical
+            ),
         )
         self._recovery_targets: Mapping[str, float] = targets
 
