@@ -34,7 +34,7 @@ __all__ = [
 ActionKind = Literal["shutdown", "drain", "restart"]
 ACTION_KINDS: tuple[ActionKind, ...] = ("shutdown", "drain", "restart")
 
-_UP, _UNKNOWN, _DEGRADED, _DOWN = 0, 1, 2, 3  # the values of State
+_UP, _DEGRADED, _DOWN = 0, 2, 3  # values of State (unknown, 1, is seen as up)
 _STATES = tuple(State)  # by value, cheaper than State(value)
 # What the nodes that need a member see of it: 0 healthy (up or unknown),
 # 1 available but unhealthy (degraded), 2 unavailable (down).
@@ -360,8 +360,10 @@ def what_if(topology: Topology, observed: Mapping[str, State], actions: Iterable
 
 
 # Up to this many unknown nodes that matter, every combination of them being
-# down is tried (2**n worlds); past it, each alone, all but one, and all.
+# down is tried (2**n worlds); past it (a daemon that has just started knows
+# nothing yet), all of them down, then each of the first SAMPLED_UNKNOWN alone.
 EXHAUSTIVE_UNKNOWN = 8
+SAMPLED_UNKNOWN = 64
 
 
 def _suspects(
@@ -402,14 +404,11 @@ def _worst_world(
     the actions do the most harm, if worse than the expected one, and which
     unknown nodes are down in it (the fewest, then first by name)."""
     count = len(suspects)
+    worlds: Iterable[tuple[str, ...]]
     if count <= EXHAUSTIVE_UNKNOWN:
-        worlds: Iterable[tuple[str, ...]] = (
-            world for size in range(1, count + 1) for world in combinations(suspects, size)
-        )
+        worlds = (world for size in range(1, count + 1) for world in combinations(suspects, size))
     else:
-        alone = [(name,) for name in suspects]
-        all_but_one = [tuple(n for n in suspects if n != name) for name in suspects]
-        worlds = [*alone, *all_but_one, suspects]
+        worlds = [suspects, *((name,) for name in suspects[:SAMPLED_UNKNOWN])]
     index = topology.index
     worst: Outcome | None = None
     found: tuple[str, ...] = ()
