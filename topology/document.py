@@ -16,7 +16,19 @@ from pathlib import Path
 import yaml
 
 from topology.durations import parse_duration
-from topology.yamltree import ComposeError, MappingNode, ScalarNode, SequenceNode, YamlNode, compose
+from topology.yamltree import (
+    BOOL,
+    INT,
+    MERGE,
+    NULL,
+    STR,
+    ComposeError,
+    MappingNode,
+    ScalarNode,
+    SequenceNode,
+    YamlNode,
+    compose,
+)
 
 __all__ = [
     "Document",
@@ -27,12 +39,6 @@ __all__ = [
     "read_document",
     "suggest",
 ]
-
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
-_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +113,7 @@ def parse_document(data: bytes | str, source: str) -> Document:
         ) from None
     except yaml.YAMLError as err:
         raise InvalidInput([Problem(source, 1, "", f"not valid YAML: {err}")]) from None
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
+    if root is None or (isinstance(root, ScalarNode) and root.tag == NULL):
         raise InvalidInput(
             [Problem(source, 1, "", "empty file: expected a mapping with 'version: 1' and 'nodes'")]
         )
@@ -138,9 +144,9 @@ def describe(node: YamlNode) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    if node.tag == _NULL:
+    if node.tag == NULL:
         return "nothing"
-    if node.tag == _STR:
+    if node.tag == STR:
         return repr(node.value)
     return str(node.value)
 
@@ -198,7 +204,7 @@ class Reader:
         order. Duplicate keys, unknown keys (when `allowed` is given) and
         non-scalar keys are problems; `<<` merge keys are expanded, explicit
         keys winning; nothing (`key:` with no value) reads as an empty mapping."""
-        if isinstance(node, ScalarNode) and node.tag == _NULL:
+        if isinstance(node, ScalarNode) and node.tag == NULL:
             return {}
         if not isinstance(node, MappingNode):
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
@@ -228,7 +234,7 @@ class Reader:
         entries: dict[str, _Entry] = {}
         merged: dict[str, _Entry] = {}
         for key, value in node.value:
-            if key.tag == _MERGE:
+            if key.tag == MERGE:
                 sources = value.value if isinstance(value, SequenceNode) else [value]
                 for source in sources:
                     if id(source) in self._open:
@@ -242,7 +248,7 @@ class Reader:
                     for name, (k, v, _) in self._entries(source, path).items():
                         merged.setdefault(name, (k, v, key))
                 continue
-            if not isinstance(key, ScalarNode) or key.tag == _NULL:
+            if not isinstance(key, ScalarNode) or key.tag == NULL:
                 self.problem(key, path, f"expected a name as key, got {describe(key)}")
                 continue
             name = key.value
@@ -268,7 +274,7 @@ class Reader:
     def string(self, node: YamlNode, path: str, expected: str = "a string") -> str | None:
         """A scalar as text. Numbers and booleans read as they are written,
         so `kind: 404` is the text '404'; nothing and collections are refused."""
-        if not isinstance(node, ScalarNode) or node.tag == _NULL:
+        if not isinstance(node, ScalarNode) or node.tag == NULL:
             self.problem(node, path, f"expected {expected}, got {describe(node)}")
             return None
         value: str = node.value
@@ -276,14 +282,14 @@ class Reader:
 
     def boolean(self, node: YamlNode, path: str) -> bool | None:
         """`true` or `false`."""
-        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+        if isinstance(node, ScalarNode) and node.tag == BOOL:
             return node.value.lower() in {"true", "yes", "on", "y"}
         self.problem(node, path, f"expected true or false, got {describe(node)}")
         return None
 
     def integer(self, node: YamlNode, path: str) -> int | None:
         """A whole number written in decimal."""
-        if isinstance(node, ScalarNode) and node.tag == _INT:
+        if isinstance(node, ScalarNode) and node.tag == INT:
             try:
                 return int(node.value.replace("_", ""), 10)
             except ValueError:
@@ -293,7 +299,7 @@ class Reader:
 
     def duration(self, node: YamlNode, path: str, *, positive: bool = True) -> float | None:
         """Seconds from a duration string such as `10m` (see `parse_duration`)."""
-        text = node.value if isinstance(node, ScalarNode) and node.tag != _NULL else None
+        text = node.value if isinstance(node, ScalarNode) and node.tag != NULL else None
         try:
             if text is None:
                 raise ValueError

@@ -24,7 +24,7 @@ from topology.model import (
     Node,
     Topology,
 )
-from topology.yamltree import MappingNode, ScalarNode, YamlNode
+from topology.yamltree import INT, NULL, MappingNode, ScalarNode, YamlNode
 
 __all__ = ["SECTIONS", "SUPPORTED_VERSION", "load", "loads", "topology_from_document"]
 
@@ -43,7 +43,6 @@ NODE_KEYS = (
     "probes",
 )
 GROUP_KEYS = ("any_of", "min", "soft")
-_NULL = "tag:yaml.org,2002:null"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]*\Z")
 
 
@@ -75,7 +74,7 @@ def topology_from_document(document: Document) -> Topology:
         reader.problem(None, "version", "missing: add 'version: 1' at the top")
     else:
         version = root["version"][1]
-        if version.tag != "tag:yaml.org,2002:int":
+        if version.tag != INT:
             reader.problem(
                 version,
                 "version",
@@ -206,7 +205,7 @@ class _NodeChecker:
         the full form with `any_of`."""
         if isinstance(value, MappingNode):
             return self._full_group(value, path, "runs_on")
-        if isinstance(value, ScalarNode) and value.tag != _NULL:
+        if isinstance(value, ScalarNode) and value.tag != NULL:
             return self._simple_group([value], path, "runs_on", single=True)
         items = self.reader.sequence(value, path, "a list of node names or a mapping with 'any_of'")
         if items is None:
@@ -222,7 +221,7 @@ class _NodeChecker:
         if isinstance(value, MappingNode):
             group = self._full_group(value, path, "depends_on")
             return [group] if group is not None else []
-        if isinstance(value, ScalarNode) and value.tag != _NULL:
+        if isinstance(value, ScalarNode) and value.tag != NULL:
             group = self._simple_group([value], path, "depends_on", single=True)
             return [group] if group is not None else []
         reader = self.reader
@@ -264,7 +263,7 @@ class _NodeChecker:
         members: list[str] = []
         ok = True
         for i, item in enumerate(items):
-            name = item.value if isinstance(item, ScalarNode) and item.tag != _NULL else None
+            name = item.value if isinstance(item, ScalarNode) and item.tag != NULL else None
             if name is not None and name in declared and name != own and name not in members:
                 members.append(name)
                 continue

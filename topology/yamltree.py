@@ -15,7 +15,19 @@ import yaml
 import yaml.events as ev
 from yaml.resolver import Resolver
 
-__all__ = ["ComposeError", "MappingNode", "ScalarNode", "SequenceNode", "YamlNode", "compose"]
+__all__ = [
+    "BOOL",
+    "INT",
+    "MERGE",
+    "NULL",
+    "STR",
+    "ComposeError",
+    "MappingNode",
+    "ScalarNode",
+    "SequenceNode",
+    "YamlNode",
+    "compose",
+]
 
 _Loader: type[yaml.CSafeLoader | yaml.SafeLoader]
 try:
@@ -23,7 +35,12 @@ try:
 except AttributeError:  # PyYAML built without libyaml: same results, slower
     _Loader = yaml.SafeLoader
 
+# The tags that checking looks at, as PyYAML's resolver names them.
 STR = "tag:yaml.org,2002:str"
+INT = "tag:yaml.org,2002:int"
+BOOL = "tag:yaml.org,2002:bool"
+NULL = "tag:yaml.org,2002:null"
+MERGE = "tag:yaml.org,2002:merge"
 
 
 class ScalarNode:
