@@ -189,6 +189,32 @@ def hard_cycle(topology: Topology, failures: dict[str, Failure]) -> Iterable[Fin
         )
 
 
+def unwatched_critical(topology: Topology, failures: dict[str, Failure]) -> Iterable[Finding]:
+    """A critical node that neither has a probe nor needs, even indirectly,
+    anything that has one: its outage would go unseen. Only for files that
+    configure probes at all; a file for what-if questions alone has none."""
+    if not any(node.probed for node in topology.nodes.values()):
+        return
+    # Watched: probed, or needing (through any chain) something probed. One
+    # walk from the probed nodes up through their dependents finds them all.
+    watched = {name for name, node in topology.nodes.items() if node.probed}
+    todo = list(watched)
+    while todo:
+        for dependent in topology.dependents(todo.pop()):
+            if dependent not in watched:
+                watched.add(dependent)
+                todo.append(dependent)
+    for name, node in topology.nodes.items():
+        if node.critical and name not in watched:
+            yield Finding(
+                "unwatched-critical",
+                "error",
+                (name,),
+                f"critical {name} has no probe and needs nothing that has one: "
+                "its outage would go unseen",
+            )
+
+
 Rule = Callable[[Topology, dict[str, Failure]], Iterable[Finding]]
 RULES: dict[str, Rule] = {
     "shared-fate": shared_fate,
@@ -196,4 +222,5 @@ RULES: dict[str, Rule] = {
     "single-point-of-failure": single_point_of_failure,
     "illusory-redundancy": illusory_redundancy,
     "hard-cycle": hard_cycle,
+    "unwatched-critical": unwatched_critical,
 }

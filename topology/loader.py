@@ -160,7 +160,7 @@ class _NodeChecker:
         fields = reader.mapping(body, path, NODE_KEYS)
         if fields is None:
             return None
-        kind, critical, target, description = "service", False, None, ""
+        kind, critical, target, description, probed = "service", False, None, "", False
         labels: dict[str, str] = {}
         groups: list[Group] = []
         for key, value in reader.items(fields):
@@ -187,8 +187,10 @@ class _NodeChecker:
             elif key == "description":
                 description = reader.string(value, where) or ""
             elif key == "probes":
-                # Probes belong to the daemon, which checks their contents.
-                reader.sequence(value, where, "a list of probes")
+                # Probes belong to the daemon, which checks their contents;
+                # lint only needs to know that the node is watched.
+                probes = reader.sequence(value, where, "a list of probes")
+                probed = bool(probes)
         return Node(
             name=name,
             kind=kind,
@@ -197,6 +199,7 @@ class _NodeChecker:
             groups=tuple(groups),
             labels=MappingProxyType(labels) if labels else _NO_LABELS,
             description=description,
+            probed=probed,
             line=name_node.line,
         )
 

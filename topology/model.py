@@ -87,6 +87,7 @@ class Node:
     groups: tuple[Group, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     description: str = ""
+    probed: bool = False  # has probes of its own (the daemon reads them)
     line: int = 0
 
     @property

@@ -195,3 +195,28 @@ def test_messages_name_a_few_nodes_and_count_the_rest() -> None:
         "svc-02, svc-03, svc-04, svc-05, svc-06, svc-07 (+4 more) takes core down"
     )
     assert len(shared.nodes) == 14
+
+
+def test_it_finds_critical_nodes_nothing_watches() -> None:
+    found = findings(
+        """
+        farm: {kind: farm, probes: [{tcp: "127.0.0.1:9001"}]}
+        db: {critical: true}
+        api: {critical: true, runs_on: [farm]}
+        cache: {depends_on: [db]}
+        web: {critical: true, depends_on: [{any_of: [cache], soft: true}]}
+        loop-a: {critical: true, depends_on: [loop-b]}
+        loop-b: {depends_on: [loop-a, api]}
+        """
+    )
+    unwatched = [str(f) for f in found if f.rule == "unwatched-critical"]
+    assert unwatched == [
+        "error: unwatched-critical: critical db has no probe and needs nothing that has one: "
+        "its outage would go unseen",
+        "error: unwatched-critical: critical web has no probe and needs nothing that has one: "
+        "its outage would go unseen",
+    ]
+
+
+def test_it_does_not_ask_for_probes_in_a_file_that_has_none() -> None:
+    assert [f for f in findings("db: {critical: true}\n") if f.rule == "unwatched-critical"] == []
