@@ -66,22 +66,22 @@ class Verdict(enum.IntEnum):
 
 
 class States(Mapping[str, State]):
-    """The effective state of every node of a topology, and which nodes have
-    lost their last spare (still up, one failure away from worse)."""
+    """The effective state of every node of a topology, which nodes have lost
+    their last spare (still up, one failure away from worse), and why each
+    failed node failed."""
 
-    __slots__ = ("_sparse", "_topology", "no_spare")
+    __slots__ = ("_run", "_topology", "no_spare")
 
-    def __init__(
-        self, topology: Topology, sparse: Mapping[str, int], no_spare: frozenset[str]
-    ) -> None:
+    def __init__(self, topology: Topology, run: _Run) -> None:
         self._topology = topology
-        self._sparse = sparse
-        self.no_spare = no_spare
+        self._run = run
+        owner = topology.index.owner
+        self.no_spare = frozenset(owner[gid] for gid in run.spareless(topology.index))
 
     def __getitem__(self, name: str) -> State:
         if name not in self._topology:
             raise KeyError(name)
-        return State(self._sparse.get(name, _UP))
+        return _STATES[self._run.state.get(name, _UP)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._topology.nodes)
@@ -91,7 +91,40 @@ class States(Mapping[str, State]):
 
     def not_up(self) -> Mapping[str, State]:
         """Only the nodes that are not up, by name."""
-        return {name: State(v) for name, v in sorted(self._sparse.items()) if v != _UP}
+        return {name: _STATES[v] for name, v in sorted(self._run.state.items()) if v != _UP}
+
+    def causes(self, name: str) -> tuple[str, ...]:
+        """The root causes of a degraded or down node: the failed nodes, found
+        by following the requirements that explain each state, that nothing
+        below explains (they failed on their own observation). The node
+        itself when its requirements do not account for its state; empty
+        when it is up or unknown."""
+        run, index = self._run, self._topology.index
+        if run.state.get(name, _UP) < _DEGRADED:
+            return ()
+        groups, by_owner = index.groups, self._groups_of
+        roots: set[str] = set()
+        seen = {name}
+        todo = [name]
+        while todo:
+            node = todo.pop()
+            below = [
+                member
+                for gid in by_owner(node)
+                for member in groups[gid].members
+                if run.explains(index, gid, member)
+            ]
+            if not below:
+                roots.add(node)
+            for member in below:
+                if member not in seen:
+                    seen.add(member)
+                    todo.append(member)
+        return tuple(sorted(roots or seen))
+
+    def _groups_of(self, name: str) -> range:
+        first, count = self._topology.index.own_groups.get(name, (0, 0))
+        return range(first, first + count)
 
 
 class _Run:
@@ -176,6 +209,21 @@ class _Run:
             and state.get(owner[gid], _UP) != _DOWN
         )
 
+    def explains(self, index: Index, gid: int, member: str) -> bool:
+        """Whether `member` of group `gid` accounts for its owner's state: a
+        member down in a group with too few available (a soft group explains
+        degraded, never down), or a member not healthy in a group with too
+        few healthy members, the owner being degraded."""
+        state = self.state
+        room, now = index.slack[gid], state.get(index.owner[gid], _UP)
+        if self.n_down.get(gid, 0) > room and state.get(member) == _DOWN:
+            return now == (_DEGRADED if index.soft[gid] else _DOWN)
+        return (
+            now == _DEGRADED
+            and self.n_bad.get(gid, 0) > room
+            and state.get(member, _UP) >= _DEGRADED
+        )
+
     def worsened_by(self, index: Index, names: Iterable[str]) -> _Run:
         """A copy with `names` down too, propagated."""
         run = self.copy()
@@ -203,10 +251,7 @@ def evaluate(topology: Topology, observed: Mapping[str, State]) -> States:
     The result is the least fixpoint of DESIGN.md's rules, computed afresh
     from the observations, so a recovered cause never keeps a cycle down.
     """
-    run = _start(topology, observed)
-    owner = topology.index.owner
-    spareless = run.spareless(topology.index)
-    return States(topology, run.state, frozenset(owner[gid] for gid in spareless))
+    return States(topology, _start(topology, observed))
 
 
 class ImpactedNode(NamedTuple):
@@ -531,17 +576,7 @@ def _reasons(
     healthy in a group that has too few healthy, or, for a lost spare, a
     member down in the group that lost it."""
     index = topology.index
-    dependents, owner, slack, soft = index.dependents, index.owner, index.slack, index.soft
-    n_down, n_bad, state = after.n_down, after.n_bad, after.state
-
-    def explains(gid: int, node: str, member: str) -> bool:
-        room, now = slack[gid], state.get(node, _UP)
-        if n_down.get(gid, 0) > room and state.get(member) == _DOWN:
-            return now == (_DEGRADED if soft[gid] else _DOWN)
-        # Every worsened member is unhealthy: it explains a degraded node
-        # whose group has too few healthy members.
-        return now == _DEGRADED and n_bad.get(gid, 0) > room
-
+    dependents, owner, state = index.dependents, index.owner, after.state
     layer = sorted({a.node for a in actions} & changed)
     parents: dict[str, str | None] = dict.fromkeys(layer)
     while layer:
@@ -552,7 +587,7 @@ def _reasons(
                 if node in parents or node in reached:
                     continue
                 if node in changed:
-                    if explains(gid, node, name):
+                    if after.explains(index, gid, name):
                         reached[node] = name
                 elif node in lost_spare and gid in spareless and state.get(name) == _DOWN:
                     parents[node] = name  # a lost spare ends the chain

@@ -112,6 +112,8 @@ class Index:
     # with spares that critical nodes have.
     critical: frozenset[str]
     critical_redundant: frozenset[int]
+    # For each node with groups: (id of its first group, how many it has).
+    own_groups: Mapping[str, tuple[int, int]]
 
 
 class Topology:
@@ -147,7 +149,10 @@ class Topology:
         owner: list[str] = []
         dependents: dict[str, list[int]] = {}
         targets: dict[str, float] = {}
+        own_groups: dict[str, tuple[int, int]] = {}
         for node in self._nodes.values():
+            if node.groups:
+                own_groups[node.name] = (len(groups), len(node.groups))
             if node.recovery_target_s is not None:
                 targets[node.name] = node.recovery_target_s
             elif node.critical:
@@ -171,6 +176,7 @@ class Topology:
             slack=tuple(len(g.members) - g.min for g in groups),
             soft=tuple(g.soft for g in groups),
             critical=frozenset(n.name for n in self._nodes.values() if n.critical),
+            own_groups=own_groups,
             critical_redundant=frozenset(
                 gid
                 for gid, group in enumerate(groups)

@@ -941,3 +941,35 @@ def test_it_still_finds_the_worst_world_among_many_unknown_nodes() -> None:
     assert (impact.verdict, impact.uncertain) == (Verdict.CRITICAL, True)
     assert impact.expected.verdict == Verdict.OK
     assert impact.unknown == tuple(sorted(replicas))
+
+
+# --- Root causes of effective states ----------------------------------------------------
+
+
+def test_it_names_the_failed_node_below_as_the_root_cause(estate: Topology) -> None:
+    states = topology.evaluate(estate, {"farm-oms-1": DOWN, "orders-workflow": DOWN})
+
+    assert states.causes("orders-workflow") == ("farm-oms-1",)
+    assert states.causes("orders-search") == ("farm-oms-1",)
+    assert states.causes("farm-oms-1") == ("farm-oms-1",)
+    assert states.causes("antifraud") == ()
+
+
+def test_it_names_every_cause_that_breaks_a_group_together(estate: Topology) -> None:
+    states = topology.evaluate(estate, {"kv-a": DOWN, "kv-b": DOWN})
+
+    assert states["orders-workflow"] == DOWN
+    assert states.causes("orders-workflow") == ("kv-a", "kv-b")
+
+
+def test_it_names_the_node_itself_when_its_requirements_are_fine(estate: Topology) -> None:
+    states = topology.evaluate(estate, {"orders-workflow": DOWN, "kv-a": DOWN})
+
+    assert states.causes("orders-workflow") == ("orders-workflow",)
+
+
+def test_a_soft_cause_explains_degraded_not_down(estate: Topology) -> None:
+    states = topology.evaluate(estate, {"farm-pay-1": DOWN, "farm-pay-2": DOWN})
+
+    assert states["orders-workflow"] == DEGRADED
+    assert states.causes("orders-workflow") == ("farm-pay-1", "farm-pay-2")
