@@ -1,0 +1,110 @@
+"""The daemon's settings in the topology file: probes, server, state."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from topology import InvalidInput
+from watchdog.config import LogSpec, Schedule, ServerConfig, load_config
+from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "daemon"
+
+
+def test_it_reads_every_kind_of_probe_with_its_settings() -> None:
+    config = load_config(DATA / "estate.yaml")
+
+    assert config.server == ServerConfig("127.0.0.1", 9555)
+    assert config.state_path == str(DATA / "history.db")
+    assert [(p.key, p.kind, p.line) for p in config.probes] == [
+        ("farm-1#0", "tcp", 9),
+        ("api#0", "http", 17),
+        ("api#1", "exec", 31),
+        ("api#2", "exec", 33),
+        ("api#3", "log", 34),
+    ]
+    tcp, http, plugin, echo, log = (p.spec for p in config.probes)
+    assert tcp == TcpSpec("127.0.0.1", 9001, send="PING", expect="PONG")
+    assert config.probes[0].schedule == Schedule(interval_s=5.0)
+    assert isinstance(http, HttpSpec)
+    assert (http.url, http.method, dict(http.headers), http.expect_status) == (
+        "http://127.0.0.1:8081/health",
+        "HEAD",
+        {"X-Probe": "watchdog"},
+        (200, 204),
+    )
+    assert (http.body_contains, http.body_regex, http.timeout_s) == (
+        "ok",
+        re.compile("v[0-9]+"),
+        2.0,
+    )
+    assert (http.follow_redirects, http.verify_tls, http.max_body_bytes) == (True, False, 4096)
+    assert http.latency_threshold_s == 0.5
+    assert config.probes[1].schedule == Schedule(10.0, 4, 1)
+    assert plugin == ExecSpec(("/usr/lib/nagios/plugins/check_dummy", "0", "all fine"), 3.0)
+    assert echo == ExecSpec(("/bin/echo", "a b"))
+    assert log == LogSpec("/var/log/api/*.log")
+    assert config.probes[2].schedule == Schedule()
+
+
+def test_the_defaults_apply_without_server_state_or_probes(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("version: 1\nnodes:\n  a: {}\n")
+    config = load_config(path)
+    assert (config.server, config.probes) == (ServerConfig("127.0.0.1", 9120), ())
+    assert config.state_path == str(tmp_path / "watchdog.db")
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidInput) as caught:
+        load_config(path)
+    return [str(p).removeprefix(f"{path}:") for p in caught.value.problems]
+
+
+def test_it_reports_the_topologys_problems_and_its_own_together(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        "server: {listen: nowhere}\n"
+        "nodes:\n"
+        "  a:\n"
+        "    depends_on: [b]\n"
+        "    probes:\n"
+        "      - htp: http://x\n"
+        "      - http: ftp://x\n"
+        "      - tcp: 127.0.0.1\n"
+        "      - tcp: '[::1]:99999'\n"
+        "      - exec: ''\n"
+        "      - exec: 'unclosed \"quote'\n"
+        "      - http: http://x\n"
+        "        interval: soon\n"
+        "        failure_threshold: 0\n"
+        "        expect_status: [200, 700]\n"
+        "        body_regex: '('\n"
+        "        retries: 3\n"
+        "      - 42\n"
+    )
+    assert problems(tmp_path, text) == [
+        "2: server.listen: expected host:port such as 127.0.0.1:9120, got 'nowhere'",
+        "5: nodes.a.depends_on[0]: unknown node 'b'",
+        "7: nodes.a.probes[0]: unknown probe kind 'htp': a probe starts with its kind, "
+        "one of http, tcp, exec, log",
+        "8: nodes.a.probes[1].http: expected an http:// or https:// URL, got 'ftp://x'",
+        "9: nodes.a.probes[2].tcp: expected host:port or [v6]:port, got '127.0.0.1'",
+        "10: nodes.a.probes[3].tcp: expected host:port or [v6]:port, got '[::1]:99999'",
+        "11: nodes.a.probes[4].exec: empty command",
+        "12: nodes.a.probes[5].exec: bad command 'unclosed \"quote': No closing quotation",
+        "14: nodes.a.probes[6].interval: bad duration 'soon': expected a number and a unit "
+        "(ms, s, m, h, d, w), e.g. '10m' or '1h30m'",
+        "15: nodes.a.probes[6].failure_threshold: must be at least 1, got 0",
+        "16: nodes.a.probes[6].expect_status[1]: expected an HTTP status code, got 700",
+        "17: nodes.a.probes[6].body_regex: bad regular expression '(': "
+        "missing ), unterminated subpattern at position 0",
+        "18: nodes.a.probes[6]: unknown key 'retries'",
+        "19: nodes.a.probes[7]: expected a probe such as {http: URL}, {tcp: host:port} "
+        "or {exec: command}",
+    ]

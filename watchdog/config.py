@@ -1,0 +1,434 @@
+"""The daemon's settings, read from the same file as the topology: the probes
+under each node, `server` and `state`. Every problem in the file, the
+topology's and ours, is reported at once."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
+from topology.document import Document, Reader
+from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
+from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "DaemonConfig",
+    "LogSpec",
+    "ProbeConfig",
+    "Schedule",
+    "ServerConfig",
+    "load_config",
+]
+
+DEFAULT_LISTEN = ("127.0.0.1", 9120)
+DEFAULT_STATE = "watchdog.db"
+
+# Keys every probe takes, beside its kind's own; defaults as Gatus has them.
+COMMON_KEYS = ("interval", "timeout", "failure_threshold", "success_threshold")
+DEFAULT_INTERVAL_S = 30.0
+DEFAULT_FAILURE_THRESHOLD = 3
+DEFAULT_SUCCESS_THRESHOLD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LogSpec:
+    """A log probe: files to follow (a glob). Read by the log anomaly
+    detection, which is not part of this version: the daemon skips it."""
+
+    paths: str
+
+
+Spec = HttpSpec | TcpSpec | ExecSpec | LogSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a probe runs and how many results in a row change its verdict
+    (hysteresis: a flapping target does not flap the node)."""
+
+    interval_s: float = DEFAULT_INTERVAL_S
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    success_threshold: int = DEFAULT_SUCCESS_THRESHOLD
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """One probe of one node, as written at `line`."""
+
+    node: str
+    index: int
+    kind: str
+    spec: Spec
+    schedule: Schedule
+    line: int
+
+    @property
+    def key(self) -> str:
+        """A stable, bounded name for metrics and logs: `node#index`."""
+        return f"{self.node}#{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where the API, /metrics and the status page listen."""
+
+    host: str = DEFAULT_LISTEN[0]
+    port: int = DEFAULT_LISTEN[1]
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything the daemon needs from one file."""
+
+    source: str
+    topology: Topology
+    probes: tuple[ProbeConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    state_path: str = DEFAULT_STATE
+
+
+def load_config(path: str | Path) -> DaemonConfig:
+    """The topology and the daemon's settings in the file at `path`.
+
+    Raises `InvalidInput` with every problem of the file, whichever part of
+    it they are in.
+    """
+    document = read_document(path)
+    problems: list[Problem] = []
+    topology: Topology | None = None
+    try:
+        topology = topology_from_document(document)
+    except InvalidInput as err:
+        problems.extend(err.problems)
+    reader = Reader(document.source)
+    settings = _Settings(reader, document)
+    problems.extend(reader.problems)
+    if problems or topology is None:
+        raise InvalidInput(problems)
+    state = settings.state_path
+    if state != ":memory:" and not Path(state).is_absolute():
+        # Relative to the file, so the daemon finds its history whatever the
+        # directory it was started from.
+        state = str(Path(document.source).resolve().parent / state)
+    return DaemonConfig(
+        source=document.source,
+        topology=topology,
+        probes=settings.probes,
+        server=settings.server,
+        state_path=state,
+    )
+
+
+def _first(node: YamlNode, key: str) -> YamlNode | None:
+    """The value of `key` in a mapping, without checks (the topology's
+    reader already reported what is wrong with the shape)."""
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            if isinstance(k, ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+_HOST_PORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<host>[^:\s]+):(?P<port>\d+)")
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    """`host:port` or `[v6]:port`, the port in range; None otherwise."""
+    match = _HOST_PORT.fullmatch(text)
+    if match is None:
+        return None
+    host = match.group("v6") or match.group("host")
+    port = int(match.group("p6") or match.group("port"))
+    return (host, port) if 0 < port < 65536 else None
+
+
+class _Settings:
+    """Reads `server`, `state` and every node's `probes`."""
+
+    def __init__(self, reader: Reader, document: Document) -> None:
+        self.reader = reader
+        self.server = ServerConfig()
+        self.state_path = DEFAULT_STATE
+        self.probes: tuple[ProbeConfig, ...] = ()
+        root = document.root
+        server = _first(root, "server")
+        if server is not None:
+            self._server(server)
+        state = _first(root, "state")
+        if state is not None:
+            self._state(state)
+        nodes = _first(root, "nodes")
+        found: list[ProbeConfig] = []
+        if isinstance(nodes, MappingNode):
+            for key, body in nodes.value:
+                probes = _first(body, "probes")
+                if isinstance(key, ScalarNode) and isinstance(probes, SequenceNode):
+                    found.extend(self._probes(key.value, probes))
+        self.probes = tuple(found)
+
+    def _server(self, node: YamlNode) -> None:
+        fields = self.reader.mapping(node, "server", ("listen",))
+        if fields and "listen" in fields:
+            value = fields["listen"][1]
+            text = self.reader.string(value, "server.listen")
+            where = _host_port(text) if text is not None else None
+            if text is not None and where is None:
+                self.reader.problem(
+                    value,
+                    "server.listen",
+                    f"expected host:port such as 127.0.0.1:9120, got {text!r}",
+                )
+            elif where is not None:
+                self.server = ServerConfig(*where)
+
+    def _state(self, node: YamlNode) -> None:
+        fields = self.reader.mapping(node, "state", ("path",))
+        if fields and "path" in fields:
+            path = self.reader.string(fields["path"][1], "state.path", "a file path or :memory:")
+            if path is not None:
+                self.state_path = path
+
+    def _probes(self, name: str, probes: SequenceNode) -> list[ProbeConfig]:
+        out = []
+        for i, item in enumerate(probes.value):
+            path = f"nodes.{name}.probes[{i}]"
+            probe = self._probe(name, i, item, path)
+            if probe is not None:
+                out.append(probe)
+        return out
+
+    def _probe(self, name: str, index: int, item: YamlNode, path: str) -> ProbeConfig | None:
+        reader = self.reader
+        if not isinstance(item, MappingNode) or not item.value:
+            reader.problem(
+                item,
+                path,
+                "expected a probe such as {http: URL}, {tcp: host:port} or {exec: command}",
+            )
+            return None
+        first_key = item.value[0][0]
+        kind = first_key.value if isinstance(first_key, ScalarNode) else ""
+        if kind not in _KINDS:
+            reader.problem(
+                first_key,
+                path,
+                f"unknown probe kind {kind!r}: a probe starts with its kind, one of "
+                f"{', '.join(_KINDS)}",
+            )
+            return None
+        own_keys, build = _KINDS[kind]
+        fields = reader.mapping(item, path, (kind, *COMMON_KEYS, *own_keys))
+        if fields is None:
+            return None
+        values = {key: value for key, (_, value) in fields.items()}
+        schedule = self._schedule(values, path)
+        timeout = values.get("timeout")
+        timeout_s = reader.duration(timeout, f"{path}.timeout") if timeout is not None else None
+        spec = build(self, values, path, timeout_s)
+        if spec is None or schedule is None or (timeout is not None and timeout_s is None):
+            return None
+        return ProbeConfig(name, index, kind, spec, schedule, item.line)
+
+    def _schedule(self, values: dict[str, YamlNode], path: str) -> Schedule | None:
+        reader = self.reader
+        interval = DEFAULT_INTERVAL_S
+        ok = True
+        if "interval" in values:
+            got = reader.duration(values["interval"], f"{path}.interval")
+            ok = got is not None
+            interval = got or interval
+        thresholds = {}
+        for key, default in (
+            ("failure_threshold", DEFAULT_FAILURE_THRESHOLD),
+            ("success_threshold", DEFAULT_SUCCESS_THRESHOLD),
+        ):
+            thresholds[key] = default
+            if key in values:
+                got_int = reader.integer(values[key], f"{path}.{key}")
+                if got_int is not None and got_int < 1:
+                    reader.problem(
+                        values[key], f"{path}.{key}", f"must be at least 1, got {got_int}"
+                    )
+                    got_int = None
+                ok = ok and got_int is not None
+                thresholds[key] = got_int or default
+        if not ok:
+            return None
+        return Schedule(interval, thresholds["failure_threshold"], thresholds["success_threshold"])
+
+    # --- each kind: its own keys and how its spec is built ------------------
+
+    def _http(
+        self, values: dict[str, YamlNode], path: str, timeout_s: float | None
+    ) -> HttpSpec | None:
+        reader = self.reader
+        url = reader.string(values["http"], f"{path}.http", "a URL")
+        if url is not None and not url.startswith(("http://", "https://")):
+            reader.problem(
+                values["http"], f"{path}.http", f"expected an http:// or https:// URL, got {url!r}"
+            )
+            url = None
+        kwargs: dict[str, Any] = {}
+        ok = url is not None
+        if timeout_s is not None:
+            kwargs["timeout_s"] = timeout_s
+        if "method" in values:
+            method = reader.string(values["method"], f"{path}.method")
+            ok = ok and method is not None
+            if method is not None:
+                kwargs["method"] = method.upper()
+        if "headers" in values:
+            headers = {}
+            for key, value in reader.items(
+                reader.mapping(values["headers"], f"{path}.headers") or {}
+            ):
+                text = reader.string(value, f"{path}.headers.{key}")
+                ok = ok and text is not None
+                headers[key] = text or ""
+            kwargs["headers"] = MappingProxyType(headers)
+        if "expect_status" in values:
+            codes = self._status_codes(values["expect_status"], f"{path}.expect_status")
+            ok = ok and codes is not None
+            kwargs["expect_status"] = codes or ()
+        if "body_contains" in values:
+            text = reader.string(values["body_contains"], f"{path}.body_contains")
+            ok = ok and text is not None
+            kwargs["body_contains"] = text
+        if "body_regex" in values:
+            text = reader.string(values["body_regex"], f"{path}.body_regex", "a regular expression")
+            pattern = None
+            if text is not None:
+                try:
+                    pattern = re.compile(text)
+                except re.error as err:
+                    reader.problem(
+                        values["body_regex"],
+                        f"{path}.body_regex",
+                        f"bad regular expression {text!r}: {err}",
+                    )
+            ok = ok and pattern is not None
+            kwargs["body_regex"] = pattern
+        for key in ("follow_redirects", "verify_tls"):
+            if key in values:
+                flag = reader.boolean(values[key], f"{path}.{key}")
+                ok = ok and flag is not None
+                kwargs[key] = bool(flag)
+        if "max_body_bytes" in values:
+            size = reader.integer(values["max_body_bytes"], f"{path}.max_body_bytes")
+            if size is not None and size < 1:
+                reader.problem(
+                    values["max_body_bytes"],
+                    f"{path}.max_body_bytes",
+                    f"must be at least 1, got {size}",
+                )
+                size = None
+            ok = ok and size is not None
+            kwargs["max_body_bytes"] = size
+        if not self._latency(values, path, kwargs):
+            ok = False
+        return HttpSpec(url=url, **kwargs) if ok and url is not None else None
+
+    def _status_codes(self, node: YamlNode, path: str) -> tuple[int, ...] | None:
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        codes = []
+        for i, item in enumerate(items):
+            where = f"{path}[{i}]" if isinstance(node, SequenceNode) else path
+            code = self.reader.integer(item, where)
+            if code is not None and not 100 <= code <= 599:
+                self.reader.problem(item, where, f"expected an HTTP status code, got {code}")
+                code = None
+            if code is None:
+                return None
+            codes.append(code)
+        return tuple(codes)
+
+    def _latency(self, values: dict[str, YamlNode], path: str, kwargs: dict[str, Any]) -> bool:
+        if "latency_threshold" not in values:
+            return True
+        got = self.reader.duration(values["latency_threshold"], f"{path}.latency_threshold")
+        kwargs["latency_threshold_s"] = got
+        return got is not None
+
+    def _tcp(
+        self, values: dict[str, YamlNode], path: str, timeout_s: float | None
+    ) -> TcpSpec | None:
+        reader = self.reader
+        text = reader.string(values["tcp"], f"{path}.tcp", "host:port")
+        where = _host_port(text) if text is not None else None
+        if text is not None and where is None:
+            reader.problem(
+                values["tcp"], f"{path}.tcp", f"expected host:port or [v6]:port, got {text!r}"
+            )
+        kwargs: dict[str, Any] = {}
+        ok = where is not None
+        if timeout_s is not None:
+            kwargs["timeout_s"] = timeout_s
+        for key in ("send", "expect"):
+            if key in values:
+                got = reader.string(values[key], f"{path}.{key}")
+                ok = ok and got is not None
+                kwargs[key] = got
+        if not self._latency(values, path, kwargs):
+            ok = False
+        if not ok or where is None:
+            return None
+        return TcpSpec(host=where[0], port=where[1], **kwargs)
+
+    def _exec(
+        self, values: dict[str, YamlNode], path: str, timeout_s: float | None
+    ) -> ExecSpec | None:
+        reader = self.reader
+        node = values["exec"]
+        argv: list[str] | None = None
+        if isinstance(node, SequenceNode):
+            parts = [reader.string(item, f"{path}.exec[{i}]") for i, item in enumerate(node.value)]
+            argv = [p for p in parts if p is not None] if None not in parts else None
+        else:
+            text = reader.string(node, f"{path}.exec", "a command")
+            if text is not None:
+                try:
+                    argv = shlex.split(text)
+                except ValueError as err:
+                    reader.problem(node, f"{path}.exec", f"bad command {text!r}: {err}")
+        if argv is not None and not argv:
+            reader.problem(node, f"{path}.exec", "empty command")
+            argv = None
+        if argv is None:
+            return None
+        return ExecSpec(argv=tuple(argv), **({"timeout_s": timeout_s} if timeout_s else {}))
+
+    def _log(
+        self, values: dict[str, YamlNode], path: str, timeout_s: float | None
+    ) -> LogSpec | None:
+        text = self.reader.string(values["log"], f"{path}.log", "a file path or glob")
+        return LogSpec(text) if text is not None else None
+
+
+_Builder = Callable[[_Settings, dict[str, YamlNode], str, "float | None"], Spec | None]
+# One line per probe kind: its own keys, and the reader of its spec.
+_KINDS: dict[str, tuple[tuple[str, ...], _Builder]] = {
+    "http": (
+        (
+            "method",
+            "headers",
+            "expect_status",
+            "body_contains",
+            "body_regex",
+            "follow_redirects",
+            "verify_tls",
+            "max_body_bytes",
+            "latency_threshold",
+        ),
+        _Settings._http,
+    ),
+    "tcp": (("send", "expect", "latency_threshold"), _Settings._tcp),
+    "exec": ((), _Settings._exec),
+    "log": ((), _Settings._log),
+}
