@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGES := topology alerts watchdog
 
-.PHONY: install demo format check test bench clean
+.PHONY: install demo what-if format check test bench clean
 
 install: $(VENV)/.installed
 
@@ -13,9 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The bundled example: the 2017 outage, checked and then the maneuver that
-# caused it asked about before doing it (exit 2: a critical node goes down).
+# The bundled example, live: local endpoints (one failing) and the daemon
+# watching them on http://127.0.0.1:9120 until Ctrl-C.
 demo: install
+	@$(BIN)/python examples/demo/targets.py & targets=$$!; \
+	trap 'kill $$targets 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/watchdog run examples/demo/estate.yaml
+
+# The 2017 outage, checked, then the fatal maneuver asked about first.
+what-if: install
 	-$(BIN)/watchdog check examples/oms-2017.yaml
 	-$(BIN)/watchdog blast-radius examples/oms-2017.yaml --shutdown farm-oms-1
 

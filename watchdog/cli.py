@@ -9,9 +9,12 @@ critical node goes down), 3 the input could not be used. Usage errors are
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
+import time
+import urllib.request
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
@@ -22,7 +25,9 @@ from topology import (
     State,
     Topology,
     evaluate,
+    format_duration,
     load,
+    parse_duration,
     what_if,
 )
 from topology.document import suggest
@@ -107,7 +112,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     blast.add_argument("file", metavar="FILE")
     _add_maneuver(blast, required=True)
+    blast.add_argument(
+        "--live",
+        metavar="URL",
+        help="take the baseline from the daemon at URL (e.g. http://127.0.0.1:9120)",
+    )
     blast.add_argument("--format", choices=("text", "json"), default="text")
+
+    run = commands.add_parser(
+        "run",
+        help="watch the estate: probe, propagate, record, serve the API",
+        description="Run the daemon on FILE until SIGTERM; SIGHUP reloads FILE.",
+    )
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    incidents = commands.add_parser(
+        "incidents",
+        help="incident history per node from the daemon's store",
+        description="Incidents per node: count, downtime, time to recover, recurring nodes.",
+    )
+    incidents.add_argument("file", metavar="FILE")
+    incidents.add_argument("--since", default="30d", metavar="DURATION")
+    incidents.add_argument("--format", choices=("text", "json"), default="text")
 
     graph = commands.add_parser(
         "graph",
@@ -140,14 +168,19 @@ def _load(args: argparse.Namespace) -> Topology | int:
     try:
         return load(args.file)
     except InvalidInput as err:
-        count = len(err.problems)
-        lines = [str(p) for p in err.problems]
-        lines.append(f"{args.file}: {count} problem{'s' if count != 1 else ''}, nothing loaded")
-        problems = [
-            {"file": p.source, "line": p.line, "path": p.path, "message": p.message}
-            for p in err.problems
-        ]
-        return _refuse(args, lines, problems)
+        return _invalid(args, err)
+
+
+def _invalid(args: argparse.Namespace, err: InvalidInput) -> int:
+    """Every problem of a refused file, then a summary; exit 3."""
+    count = len(err.problems)
+    lines = [str(p) for p in err.problems]
+    lines.append(f"{args.file}: {count} problem{'s' if count != 1 else ''}, nothing loaded")
+    problems = [
+        {"file": p.source, "line": p.line, "path": p.path, "message": p.message}
+        for p in err.problems
+    ]
+    return _refuse(args, lines, problems)
 
 
 def _observations(
@@ -217,6 +250,11 @@ def _blast_radius(args: argparse.Namespace) -> int:
     if isinstance(given, int):
         return given
     observed, actions = given
+    if args.live:
+        live = _live_baseline(args, topology)
+        if isinstance(live, int):
+            return live
+        observed = {**live, **observed}  # what the command line says wins
     impact = what_if(topology, observed, actions)
     if args.format == "json":
         print(json.dumps(impact.to_json(), indent=2))
@@ -243,7 +281,126 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"check": _check, "blast-radius": _blast_radius, "graph": _graph}
+def _live_baseline(args: argparse.Namespace, topology: Topology) -> dict[str, State] | int:
+    """The observed states of the daemon at `--live`, for the nodes of FILE."""
+    url = args.live.rstrip("/") + "/api/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status = json.load(response)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        message = f"cannot read the live state at {url}: {reason}"
+        return _refuse(
+            args,
+            [f"watchdog: {message}"],
+            [{"file": url, "line": None, "path": "--live", "message": message}],
+        )
+    observed: dict[str, State] = {}
+    for node in status.get("nodes", []):
+        name, seen = node.get("node"), node.get("observed")
+        if name in topology and seen is not None:
+            observed[name] = State.parse(seen)
+    return observed
+
+
+def _run(args: argparse.Namespace) -> int:
+    from watchdog.daemon import Daemon
+    from watchdog.logs import configure
+    from watchdog.store import StoreError
+
+    configure(args.log_format)
+    listen = None
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            return _refuse(
+                args, [f"watchdog run: --listen: expected HOST:PORT, got {args.listen!r}"], []
+            )
+        listen = (host.strip("[]"), int(port))
+    try:
+        daemon = Daemon(args.file, listen=listen)
+    except InvalidInput as err:
+        return _invalid(args, err)
+    except StoreError as err:
+        return _refuse(args, [f"watchdog run: {err}"], [])
+    asyncio.run(daemon.run())
+    return 0
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    from watchdog.config import load_config
+    from watchdog.store import Store, StoreError
+
+    try:
+        window = parse_duration(args.since)
+    except ValueError:
+        return _refuse(
+            args, [f"watchdog incidents: --since: bad duration {args.since!r}: e.g. 30d"], []
+        )
+    try:
+        config = load_config(args.file)
+    except InvalidInput as err:
+        return _invalid(args, err)
+    now = time.time()
+    try:
+        with Store.open(config.state_path, clock=time.time) as store:
+            summary = store.summary(now - window, now)
+            incidents = store.incidents(now - window)
+    except StoreError as err:
+        return _refuse(args, [f"watchdog incidents: {err}"], [])
+    if args.format == "json":
+        out = {
+            "since_s": window,
+            "nodes": [
+                {
+                    "node": s.node,
+                    "incidents": s.incidents,
+                    "downtime_s": s.downtime_s,
+                    "mttr_s": s.mttr_s,
+                    "breaches": s.breaches,
+                    "recurring": s.recurring,
+                }
+                for s in summary
+            ],
+            "incidents": [
+                {
+                    "node": i.node,
+                    "started_at": i.started_at,
+                    "ended_at": i.ended_at,
+                    "duration_s": i.duration_s(now),
+                    "worst": str(i.worst),
+                    "root_cause": list(i.root_cause),
+                    "breached": i.breached(now),
+                }
+                for i in incidents
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    if not summary:
+        print(f"no incidents in the last {format_duration(window)}")
+        return 0
+    print(f"incidents in the last {format_duration(window)}, most first:")
+    for s in summary:
+        mttr = format_duration(s.mttr_s) if s.mttr_s is not None else "-"
+        flags = [f"{s.breaches} over target"] if s.breaches else []
+        if s.recurring:
+            flags.append("recurring: chase the root cause")
+        extra = f"  ({'; '.join(flags)})" if flags else ""
+        print(
+            f"  {s.node}: {s.incidents} incident{'s' if s.incidents != 1 else ''}, "
+            f"down {format_duration(s.downtime_s)}, mean time to recover {mttr}{extra}"
+        )
+    return 0
+
+
+_COMMANDS = {
+    "check": _check,
+    "blast-radius": _blast_radius,
+    "graph": _graph,
+    "run": _run,
+    "incidents": _incidents,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

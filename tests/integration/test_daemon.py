@@ -1,0 +1,272 @@
+"""The daemon end to end on loopback: real targets, real scheduler, real API
+over HTTP, real SQLite file. Every wait is bounded by a deadline on a
+condition; nothing asserts a duration."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from watchdog.daemon import Daemon
+from watchdog.store import Store
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE_S = 20.0
+
+
+class Target:
+    """A TCP target that can be taken down and brought back (the 'farm'),
+    answering every connection with a line."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def up(self) -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"ok\n")
+            await writer.drain()
+            writer.close()
+
+        self.server = await asyncio.start_server(answer, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        self.server = None
+
+
+@pytest.fixture
+async def farm() -> AsyncIterator[Target]:
+    target = Target()
+    await target.up()
+    yield target
+    if target.server is not None:
+        await target.down()
+
+
+def estate(farm_port: int, state: Path) -> str:
+    return textwrap.dedent(
+        f"""\
+        version: 1
+        state: {{path: {state}}}
+        nodes:
+          farm:
+            kind: farm
+            probes:
+              - tcp: 127.0.0.1:{farm_port}
+                interval: 100ms
+                timeout: 1s
+                failure_threshold: 1
+                success_threshold: 1
+          workflow:
+            critical: true
+            runs_on: [farm]
+            probes:
+              - exec: [/bin/sh, -c, "echo 'OK - fine|time=1'"]
+                interval: 100ms
+                failure_threshold: 1
+          search: {{runs_on: [farm]}}
+        """
+    )
+
+
+async def until(
+    what: Callable[[], Any], client: httpx.AsyncClient | None = None, deadline: float = DEADLINE_S
+) -> Any:
+    """Poll `what` (sync or async) until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        got = what()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {deadline}s")
+        await asyncio.sleep(0.05)
+
+
+async def status(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    response = await client.get("/api/v1/status")
+    assert response.status_code == 200
+    return {n["node"]: n for n in response.json()["nodes"]}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@pytest.fixture
+async def running(tmp_path: Path, farm: Target) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(farm.port, tmp_path / "history.db"))
+    daemon = Daemon(path, listen=("127.0.0.1", 0))
+    task = asyncio.create_task(daemon.run())
+    port = await until(lambda: daemon.port)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        try:
+            yield daemon, client
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, DEADLINE_S)
+
+
+async def test_it_becomes_ready_and_shows_every_node(
+    running: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    _, client = running
+    assert (await client.get("/-/healthy")).status_code == 200
+
+    async def ready() -> bool:
+        return (await client.get("/-/ready")).status_code == 200
+
+    await until(ready)
+    nodes = await status(client)
+    assert {n: (v["observed"], v["effective"]) for n, v in nodes.items()} == {
+        "farm": ("up", "up"),
+        "search": (None, "up"),
+        "workflow": ("up", "up"),
+    }
+    [probe] = nodes["workflow"]["probes"]
+    assert (probe["probe"], probe["verdict"], probe["last_reason"]) == (
+        "workflow#0",
+        "up",
+        "OK - fine",
+    )
+
+
+async def test_a_farm_going_down_takes_the_critical_service_down_naming_the_farm(
+    running: tuple[Daemon, httpx.AsyncClient], farm: Target
+) -> None:
+    daemon, client = running
+    await until(daemon.ready)
+    await farm.down()
+
+    async def workflow_down() -> dict[str, Any] | None:
+        node = (await status(client))["workflow"]
+        return node if node["effective"] == "down" else None
+
+    workflow = await workflow_down() or await until(workflow_down)
+    assert (workflow["observed"], workflow["causes"]) == ("up", ["farm"])
+    drift = (await client.get("/api/v1/status")).json()["drift"]
+    assert [d["node"] for d in drift] == ["workflow"]
+
+    metrics = samples((await client.get("/metrics")).text)
+    assert (
+        metrics[("watchdog_node_effective_state", (("critical", "true"), ("node", "workflow")))]
+        == 3
+    )
+    assert metrics[("watchdog_node_observed_state", (("node", "farm"),))] == 3
+    assert metrics[("watchdog_topology_drift", (("node", "workflow"),))] == 1
+    assert (
+        metrics[("watchdog_transitions_total", (("node", "workflow"), ("view", "effective")))] >= 1
+    )
+
+    incidents = (await client.get("/api/v1/incidents?since=1h")).json()["incidents"]
+    assert {(i["node"], i["worst"], tuple(i["root_cause"]), i["ended_at"]) for i in incidents} >= {
+        ("workflow", "down", ("farm",), None)
+    }
+
+    await farm.up()
+
+    async def workflow_up() -> bool:
+        return (await status(client))["workflow"]["effective"] == "up"
+
+    await until(workflow_up)
+    incidents = (await client.get("/api/v1/incidents?since=1h")).json()["incidents"]
+    assert all(i["ended_at"] is not None for i in incidents)
+
+
+async def test_blast_radius_answers_on_live_state(
+    running: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    daemon, client = running
+    await until(daemon.ready)
+    answer = (await client.get("/api/v1/blast-radius?shutdown=farm")).json()
+    assert (answer["verdict"], answer["exit_code"]) == ("critical", 2)
+    assert [i["node"] for i in answer["impacted"] if i["critical"]] == ["workflow"]
+
+    wrong = await client.get("/api/v1/blast-radius?shutdown=frm&reboot=x")
+    assert wrong.status_code == 400
+    assert wrong.json()["problems"] == [
+        "shutdown=frm: unknown node 'frm' (did you mean 'farm'?)",
+        "unknown parameter 'reboot': use shutdown, drain, restart",
+    ]
+
+
+async def test_a_bad_reload_keeps_the_running_topology_and_says_why(
+    running: tuple[Daemon, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    _, client = running
+    path = tmp_path / "estate.yaml"
+    good = path.read_text()
+    path.write_text(good.replace("runs_on: [farm]\n    probes", "runs_on: [frm]\n    probes"))
+
+    refused = await client.post("/-/reload")
+    assert refused.status_code == 400
+    assert refused.json()["problems"] == [
+        f"{path}:14: nodes.workflow.runs_on[0]: unknown node 'frm' (did you mean 'farm'?)"
+    ]
+    metrics = samples((await client.get("/metrics")).text)
+    assert metrics[("watchdog_config_last_reload_successful", ())] == 0
+    assert set(await status(client)) == {"farm", "search", "workflow"}
+
+    path.write_text(good + "  reporting: {runs_on: [farm]}\n")
+    assert (await client.post("/-/reload")).status_code == 200
+    assert set(await status(client)) == {"farm", "search", "workflow", "reporting"}
+    metrics = samples((await client.get("/metrics")).text)
+    assert metrics[("watchdog_config_last_reload_successful", ())] == 1
+
+
+async def test_a_restart_resumes_open_incidents(tmp_path: Path, farm: Target) -> None:
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(farm.port, tmp_path / "history.db"))
+    await farm.down()
+
+    for _ in range(2):
+        daemon = Daemon(path, listen=("127.0.0.1", 0))
+        task = asyncio.create_task(daemon.run())
+        await until(lambda d=daemon: d.ready() and d.live.states["workflow"].name == "DOWN")
+        daemon.stop()
+        await asyncio.wait_for(task, DEADLINE_S)
+
+    with Store.open(tmp_path / "history.db", clock=lambda: 0.0) as store:
+        open_incidents = {(i.node, i.root_cause) for i in store.open_incidents()}
+        assert ("workflow", ("farm",)) in open_incidents
+        assert len([i for i in store.incidents(0) if i.node == "workflow"]) == 1
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) is not installed"
+)
+async def test_promtool_accepts_the_metrics(running: tuple[Daemon, httpx.AsyncClient]) -> None:
+    daemon, client = running
+    await until(daemon.ready)
+    text = (await client.get("/metrics")).text
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

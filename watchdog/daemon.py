@@ -1,0 +1,268 @@
+"""The daemon: the composition root that builds everything and wires it
+together. Probe results become observations, observations become effective
+states and transitions, transitions are stored and counted, and the API
+shows it all. Nothing imports this module but the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from alerts.transitions import Transition
+from topology import InvalidInput, State, format_duration
+from watchdog.api import Reload, create_app
+from watchdog.config import DaemonConfig, ProbeConfig, load_config
+from watchdog.live import LiveState
+from watchdog.metrics import Metrics
+from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
+from watchdog.scheduler import ProbeScheduler
+from watchdog.store import Store
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: the daemon owns SIGTERM and
+    SIGHUP, and uvicorn would replace its handlers and re-raise on exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    """One estate watched: built from a file, run until told to stop.
+
+    Everything with state comes in or is built here: the clock, the metrics
+    registry, the store, the HTTP clients, the scheduler. `run()` serves the
+    API on `config.server` (or `listen`) and returns after SIGTERM/SIGINT or
+    `stop()`, having finished its writes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.config: DaemonConfig = load_config(self.path)  # InvalidInput for a bad file
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.live = LiveState(self.config.topology, self.config.probes, clock)
+        self.store = Store.open(self.config.state_path, clock=clock)
+        self.listen = listen or (self.config.server.host, self.config.server.port)
+        self._clients = HttpClients()
+        self._checks = self._build(self.config.probes)
+        self.scheduler: ProbeScheduler[ProbeConfig] = ProbeScheduler(
+            self.config.probes, self._check, clock, on_lag=self._lag
+        )
+        self._stopping: asyncio.Event | None = None
+        self._spare_before: frozenset[str] = frozenset()
+        self._server: uvicorn.Server | None = None
+        self.metrics.reloaded(True, clock())
+        self._publish(everything=True)
+
+    # --- what the API asks ------------------------------------------------
+
+    def healthy(self) -> bool:
+        """The loop and the scheduler are alive."""
+        return self.scheduler.healthy
+
+    def ready(self) -> bool:
+        """The topology is loaded and every probe has reported once."""
+        return self.live.ready
+
+    def now(self) -> float:
+        """The daemon's clock."""
+        return self.clock()
+
+    def incidents(self, since: float, node: str | None = None) -> list[dict[str, Any]]:
+        """Incidents open at any time since `since`, as JSON."""
+        now = self.clock()
+        return [
+            {
+                "id": i.id,
+                "node": i.node,
+                "started_at": i.started_at,
+                "ended_at": i.ended_at,
+                "duration_s": i.duration_s(now),
+                "worst": str(i.worst),
+                "root_cause": list(i.root_cause),
+                "recovery_target_s": i.recovery_target_s,
+                "breached": i.breached(now),
+            }
+            for i in self.store.incidents(since, node)
+        ]
+
+    async def reload(self) -> Reload:
+        """Read the file again; put it in force if it is valid, else keep the
+        running one and say why (in the log, the answer and the metrics)."""
+        try:
+            config = load_config(self.path)
+        except InvalidInput as err:
+            problems = tuple(str(p) for p in err.problems)
+            for problem in problems:
+                log.error("reload refused: %s", problem)
+            self.metrics.reloaded(False, self.clock())
+            return Reload(False, problems)
+        self.config = config
+        self._checks = self._build(config.probes)
+        transitions = self.live.replace(config.topology, config.probes)
+        self.scheduler.replace(config.probes)
+        self._commit(transitions)
+        self._publish(everything=True)
+        self.metrics.reloaded(True, self.clock())
+        log.info("reloaded nodes=%d probes=%d", len(config.topology), len(config.probes))
+        return Reload(True)
+
+    # --- running ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Probe, serve and record until SIGTERM, SIGINT or `stop()`."""
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        host, port = self.listen
+        app = create_app(self)
+        self._server = _Server(
+            uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
+        )
+        serving = asyncio.create_task(self._server.serve())
+        open_incidents = self.store.open_incidents()
+        log.info(
+            "watching source=%s nodes=%d probes=%d listen=%s:%d open_incidents=%d",
+            self.config.source,
+            len(self.config.topology),
+            len(self.config.probes),
+            host,
+            port,
+            len(open_incidents),
+        )
+        self.scheduler.start()
+        try:
+            stopped = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            log.info("stopping")
+            await self.scheduler.shutdown(grace_s=2)
+            self._server.should_exit = True
+            await asyncio.wait({serving}, timeout=5)
+            await self._clients.aclose()
+            self.store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            log.info("stopped")
+
+    def stop(self) -> None:
+        """Ask `run()` to return."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    @property
+    def port(self) -> int | None:
+        """The port actually bound (useful with port 0), once serving."""
+        server = self._server
+        if server is None or not server.started:
+            return None
+        for listener in server.servers:
+            for sock in listener.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+    # --- the probe loop ---------------------------------------------------
+
+    def _build(self, probes: tuple[ProbeConfig, ...]) -> dict[str, Probe]:
+        return {
+            p.key: PROBE_KINDS[p.kind].build(p.spec, self._clients)
+            for p in probes
+            if p.kind in PROBE_KINDS
+        }
+
+    async def _check(self, probe: ProbeConfig) -> None:
+        check = self._checks.get(probe.key)
+        if check is None or probe.key not in self.live.probes:
+            return  # removed by a reload while it was due
+        started = time.monotonic()
+        timeout_s: float | None = getattr(probe.spec, "timeout_s", None)
+        self.metrics.in_flight.inc()
+        try:
+            # Probes keep their own timeouts; this fence, inside the
+            # scheduler's, turns one that does not into a result rather than
+            # a run cut off with nothing recorded (which would keep the
+            # daemon from ever being ready).
+            async with asyncio.timeout(timeout_s + 0.5 if timeout_s else None):
+                result = await check.check()
+        except TimeoutError:
+            wait = format_duration(timeout_s or 0)
+            result = ProbeResult(State.DOWN, f"no answer within {wait}", None)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.result(probe.node, probe.key, result.state, time.monotonic() - started)
+        was_ready = self.live.ready
+        transitions = self.live.record(probe.key, result.state, result.reason, result.latency_s)
+        if transitions:
+            self._commit(transitions)
+            self._publish(transitions)
+        if self.live.ready and not was_ready:
+            self.metrics.ready.set(1)
+            log.info("ready: every probe has reported")
+
+    def _commit(self, transitions: list[Transition]) -> None:
+        if not transitions:
+            return
+        topology = self.live.topology
+        targets = {t.node: topology.recovery_target_s(t.node) for t in transitions}
+        self.store.record(transitions, recovery_targets=targets)
+        self.metrics.count(transitions)
+        for t in transitions:
+            if t.view == "effective" and (t.new >= State.DEGRADED or t.old >= State.DEGRADED):
+                log.warning(
+                    "transition node=%s %s -> %s cause=%s",
+                    t.node,
+                    t.old,
+                    t.new,
+                    ",".join(t.root_cause) or "-",
+                )
+
+    def _publish(
+        self, transitions: list[Transition] | None = None, *, everything: bool = False
+    ) -> None:
+        """Bring the node gauges up to date with the live state."""
+        live = self.live
+        states = live.states
+        topology = live.topology
+        # A node that gained or lost its last spare changes no state, so the
+        # spare sets before and after name the gauges to update too.
+        names = (
+            list(topology.nodes)
+            if everything or transitions is None
+            else sorted({t.node for t in transitions} | states.no_spare | self._spare_before)
+        )
+        self._spare_before = states.no_spare
+        observed = live.observed
+        self.metrics.nodes(
+            [(n, topology.node(n).critical, states[n], n in states.no_spare) for n in names],
+            [(n, observed[n]) for n in names if n in observed],
+            drift=[d.node for d in live.drift()],
+            everything=everything,
+        )
+
+    def _lag(self, key: str, seconds: float) -> None:
+        self.metrics.lag.observe(seconds)

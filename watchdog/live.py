@@ -1,0 +1,260 @@
+"""The live state of the estate: every probe's verdict, every node's observed
+and effective state, since when and why, and the transitions between them.
+
+Each change of a node's observation re-evaluates the engine from all the
+observations (DESIGN.md: never continue from the last result) and turns the
+difference into transitions, each effective one naming its root cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from alerts.transitions import Transition
+from topology import Action, Impact, State, States, Topology, evaluate, what_if
+from watchdog.config import ProbeConfig
+from watchdog.hysteresis import Hysteresis
+
+__all__ = ["Drift", "LiveState", "NodeStatus", "ProbeStatus"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStatus:
+    """One probe's verdict and its latest result."""
+
+    key: str
+    kind: str
+    verdict: State
+    last_state: State | None = None
+    last_reason: str = ""
+    last_latency_s: float | None = None
+    last_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What is known of one node now."""
+
+    node: str
+    kind: str
+    critical: bool
+    observed: State | None  # None: no probe, the state comes from requirements only
+    effective: State
+    since: float
+    causes: tuple[str, ...]
+    no_spare: bool
+    probes: tuple[ProbeStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A node probed up that the topology says must be down: the topology
+    is wrong (a requirement that is not one, or a missing replica)."""
+
+    node: str
+    effective: State
+    causes: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        """The finding, for people."""
+        return (
+            f"{self.node} is probed up, but the topology says it is {self.effective} "
+            f"because {', '.join(self.causes)} {'is' if len(self.causes) == 1 else 'are'} "
+            "down: the topology may be wrong"
+        )
+
+
+class LiveState:
+    """Observations in, effective states and transitions out. Not thread
+    safe: the daemon's event loop owns it."""
+
+    def __init__(
+        self, topology: Topology, probes: Sequence[ProbeConfig], clock: Callable[[], float]
+    ) -> None:
+        self._clock = clock
+        self._topology = topology
+        self._probes: dict[str, ProbeConfig] = {}
+        self._verdicts: dict[str, Hysteresis] = {}
+        self._last: dict[str, ProbeStatus] = {}
+        self._by_node: dict[str, list[str]] = {}
+        self._observed: dict[str, State] = {}
+        self._since: dict[str, float] = {}
+        self._settled = False
+        self._install(probes)
+        self._states = evaluate(topology, self._observed)
+        now = clock()
+        self._since = dict.fromkeys(topology.nodes, now)
+
+    def _install(self, probes: Sequence[ProbeConfig]) -> None:
+        old_verdicts, old_last = self._verdicts, self._last
+        old_specs = self._probes
+        self._probes, self._verdicts, self._last, self._by_node = {}, {}, {}, {}
+        for probe in probes:
+            if probe.kind == "log":  # read by log anomaly detection, not here
+                continue
+            self._probes[probe.key] = probe
+            self._by_node.setdefault(probe.node, []).append(probe.key)
+            kept = old_specs.get(probe.key)
+            if kept is not None and kept.spec == probe.spec and kept.schedule == probe.schedule:
+                # The same probe across a reload keeps what it has seen.
+                self._verdicts[probe.key] = old_verdicts[probe.key]
+                self._last[probe.key] = old_last[probe.key]
+            else:
+                schedule = probe.schedule
+                self._verdicts[probe.key] = Hysteresis(
+                    schedule.failure_threshold, schedule.success_threshold
+                )
+                self._last[probe.key] = ProbeStatus(probe.key, probe.kind, State.UNKNOWN)
+        self._observed = {node: self._observe(node) for node in self._by_node}
+
+    def _observe(self, node: str) -> State:
+        """A node's observation: the worst of its probes' verdicts."""
+        return max(self._verdicts[key].state for key in self._by_node[node])
+
+    @property
+    def topology(self) -> Topology:
+        """The topology in force."""
+        return self._topology
+
+    @property
+    def probes(self) -> Mapping[str, ProbeConfig]:
+        """The probes in force, by key."""
+        return self._probes
+
+    @property
+    def observed(self) -> Mapping[str, State]:
+        """The observation of every probed node."""
+        return dict(self._observed)
+
+    @property
+    def states(self) -> States:
+        """The effective state of every node."""
+        return self._states
+
+    @property
+    def ready(self) -> bool:
+        """Whether every probe has reported at least once."""
+        return all(status.last_at is not None for status in self._last.values())
+
+    def record(
+        self, key: str, state: State, reason: str, latency_s: float | None
+    ) -> list[Transition]:
+        """Take one probe result; return the transitions it causes (the
+        observed one of its node, then the effective ones, by node)."""
+        probe = self._probes[key]
+        now = self._clock()
+        verdict = self._verdicts[key].update(state)
+        self._last[key] = ProbeStatus(key, probe.kind, verdict, state, reason, latency_s, now)
+        node = probe.node
+        before = self._observed[node]
+        after = self._observe(node)
+        if after != before:
+            self._observed[node] = after
+            if not self._settled:  # shown on the status page, not yet concluded
+                self._states = evaluate(self._topology, self._observed)
+        if not self._settled:
+            # Until every probe has reported once, effective states rest on
+            # guesses (unknown counts as up): a restarted daemon would close
+            # an incident on a guess. The first full picture is compared
+            # with the empty one instead. (A reload later does not unsettle.)
+            self._settled = self.ready
+            return self._first_picture(now) if self._settled else []
+        if after == before:
+            return []
+        cause = (node,) if after >= State.DEGRADED else ()
+        changes = [Transition(node, "observed", before, after, now, cause, reason)]
+        return changes + self._reevaluate(now)
+
+    def _first_picture(self, now: float) -> list[Transition]:
+        """Every probed node's observation, then every effective state, as
+        transitions from knowing nothing."""
+        out = []
+        for node, seen in sorted(self._observed.items()):
+            if seen != State.UNKNOWN:
+                reason = " ".join(self._last[k].last_reason for k in self._by_node[node])
+                cause = (node,) if seen >= State.DEGRADED else ()
+                out.append(Transition(node, "observed", State.UNKNOWN, seen, now, cause, reason))
+        self._states = states = evaluate(self._topology, self._observed)
+        for name in self._topology.nodes:
+            if name in self._observed or states[name] != State.UP:
+                was = State.UNKNOWN if name in self._observed else State.UP
+                if states[name] != was:
+                    self._since[name] = now
+                    out.append(
+                        Transition(name, "effective", was, states[name], now, states.causes(name))
+                    )
+        return out
+
+    def _reevaluate(self, now: float) -> list[Transition]:
+        old = self._states
+        new = self._states = evaluate(self._topology, self._observed)
+        changed = sorted(set(old.not_up()) | set(new.not_up()))
+        out = []
+        for name in changed:
+            if old[name] != new[name]:
+                self._since[name] = now
+                out.append(
+                    Transition(name, "effective", old[name], new[name], now, new.causes(name))
+                )
+        return out
+
+    def replace(self, topology: Topology, probes: Sequence[ProbeConfig]) -> list[Transition]:
+        """Put a reloaded topology in force, keeping what unchanged probes
+        have seen; return the effective transitions it causes."""
+        now = self._clock()
+        old = self._states
+        self._topology = topology
+        self._install(probes)
+        self._states = evaluate(topology, self._observed)
+        since = {name: self._since.get(name, now) for name in topology.nodes}
+        out = []
+        for name in topology.nodes:
+            was = old.get(name, State.UP)
+            if was != self._states[name]:
+                since[name] = now
+                out.append(
+                    Transition(
+                        name, "effective", was, self._states[name], now, self._states.causes(name)
+                    )
+                )
+        self._since = since
+        return out
+
+    def status(self, nodes: Iterable[str] | None = None) -> list[NodeStatus]:
+        """Every node (or those named): observed and effective state, since
+        when, why, and its probes."""
+        states = self._states
+        out = []
+        for name in nodes if nodes is not None else self._topology.nodes:
+            node = self._topology.node(name)
+            keys = self._by_node.get(name, [])
+            out.append(
+                NodeStatus(
+                    node=name,
+                    kind=node.kind,
+                    critical=node.critical,
+                    observed=self._observed.get(name),
+                    effective=states[name],
+                    since=self._since[name],
+                    causes=states.causes(name),
+                    no_spare=name in states.no_spare,
+                    probes=tuple(self._last[key] for key in keys),
+                )
+            )
+        return out
+
+    def drift(self) -> list[Drift]:
+        """Nodes probed up while the engine says something they require has
+        taken them down (degraded by a soft dependency is no contradiction)."""
+        states = self._states
+        return [
+            Drift(name, states[name], states.causes(name))
+            for name, seen in sorted(self._observed.items())
+            if seen == State.UP and states[name] == State.DOWN
+        ]
+
+    def what_if(self, actions: Sequence[Action]) -> Impact:
+        """The blast radius of `actions` on top of what is observed now."""
+        return what_if(self._topology, self._observed, actions)
