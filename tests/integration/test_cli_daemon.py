@@ -1,0 +1,198 @@
+"""`watchdog run` as a real process, driven the way operators do: signals,
+the API over HTTP, `blast-radius --live`, and `watchdog incidents` reading
+the store it left behind. Every wait is bounded; nothing asserts a duration."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
+DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
+    end = time.monotonic() + deadline
+    while True:
+        got = what()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {deadline}s")
+        time.sleep(0.1)
+
+
+def estate(port: int, tmp: Path, extra: str = "") -> str:
+    # The farm's health is a file the test creates or removes.
+    flag = tmp / "farm-ok"
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    return (
+        textwrap.dedent(
+            f"""\
+        version: 1
+        server: {{listen: "127.0.0.1:{port}"}}
+        state: {{path: history.db}}
+        nodes:
+          farm:
+            kind: farm
+            probes:
+              - exec: [/bin/sh, -c, "{probe}"]
+                interval: 200ms
+                failure_threshold: 1
+                success_threshold: 1
+          workflow:
+            critical: true
+            runs_on: [farm]
+        """
+        )
+        + extra
+    )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    port = free_port()
+    (tmp_path / "farm-ok").touch()
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(port, tmp_path))
+    log = (tmp_path / "daemon.log").open("wb")
+    proc = subprocess.Popen(
+        [WATCHDOG, "run", str(path), "--log-format", "json"], stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        until(ready)
+        yield proc, url, path
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=DEADLINE_S)
+        log.close()
+
+
+def status(url: str) -> dict[str, dict[str, Any]]:
+    return {n["node"]: n for n in httpx.get(f"{url}/api/v1/status", timeout=5).json()["nodes"]}
+
+
+def logged(tmp_path: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in (tmp_path / "daemon.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [WATCHDOG, *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_blast_radius_live_takes_the_daemons_baseline(
+    daemon: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
+) -> None:
+    _, url, path = daemon
+    offline = run_cli("blast-radius", str(path), "--shutdown", "farm", "--format", "json")
+    assert (offline.returncode, json.loads(offline.stdout)["verdict"]) == (2, "critical")
+
+    (tmp_path / "farm-ok").unlink()
+    until(lambda: status(url)["workflow"]["effective"] == "down")
+    live = run_cli(
+        "blast-radius", str(path), "--shutdown", "farm", "--live", url, "--format", "json"
+    )
+    assert (live.returncode, json.loads(live.stdout)["impacted"]) == (0, [])
+
+    gone = run_cli("blast-radius", str(path), "--shutdown", "farm", "--live", "http://127.0.0.1:9")
+    assert gone.returncode == 3
+    assert gone.stderr.startswith(
+        "watchdog: cannot read the live state at http://127.0.0.1:9/api/v1/status:"
+    )
+
+
+def test_sighup_reloads_and_a_bad_file_keeps_the_running_one(
+    daemon: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
+) -> None:
+    proc, url, path = daemon
+    good = path.read_text()
+    path.write_text(good + "  search: {runs_on: [farm]}\n")
+    proc.send_signal(signal.SIGHUP)
+    until(lambda: "search" in status(url))
+
+    path.write_text(good.replace("runs_on: [farm]", "runs_on: [frm]"))
+    proc.send_signal(signal.SIGHUP)
+
+    def refused() -> list[dict[str, Any]]:
+        return [e for e in logged(tmp_path) if e["message"].startswith("reload refused")]
+
+    [entry] = until(refused)
+    assert entry["message"] == (
+        f"reload refused: {path}:14: nodes.workflow.runs_on[0]: unknown node 'frm' "
+        "(did you mean 'farm'?)"
+    )
+    assert "search" in status(url)
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert "watchdog_config_last_reload_successful 0.0" in metrics
+
+
+def test_sigterm_stops_cleanly_and_incidents_reads_what_it_kept(
+    daemon: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
+) -> None:
+    proc, url, path = daemon
+    (tmp_path / "farm-ok").unlink()
+    until(lambda: status(url)["workflow"]["effective"] == "down")
+    (tmp_path / "farm-ok").touch()
+    until(lambda: status(url)["workflow"]["effective"] == "up")
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=DEADLINE_S) == 0
+    assert logged(tmp_path)[-1]["message"] == "stopped"
+
+    answer = run_cli("incidents", str(path), "--format", "json")
+    assert answer.returncode == 0, answer.stderr
+    report = json.loads(answer.stdout)
+    assert [(n["node"], n["incidents"], n["recurring"]) for n in report["nodes"]] == [
+        ("farm", 1, False),
+        ("workflow", 1, False),
+    ]
+    workflow = next(i for i in report["incidents"] if i["node"] == "workflow")
+    assert (workflow["worst"], workflow["root_cause"], workflow["breached"]) == (
+        "down",
+        ["farm"],
+        False,
+    )
+    assert workflow["ended_at"] is not None
+
+    text = run_cli("incidents", str(path))
+    assert text.stdout.splitlines()[0] == "incidents in the last 30d, most first:"
+    assert text.stdout.splitlines()[2].startswith("  workflow: 1 incident, down ")
+
+    bad = run_cli("incidents", str(path), "--since", "a while")
+    assert (bad.returncode, bad.stderr) == (
+        3,
+        "watchdog incidents: --since: bad duration 'a while': e.g. 30d\n",
+    )
