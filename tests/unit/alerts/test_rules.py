@@ -1,0 +1,140 @@
+"""Alert rules one tick at a time: one alert per root cause, settle, repeat,
+escalation, resolution."""
+
+from __future__ import annotations
+
+from alerts.model import Notification
+from alerts.rules import Alerting, Failed, Policy
+from topology import State
+
+UP, DEGRADED, DOWN = State.UP, State.DEGRADED, State.DOWN
+
+
+def farm_down(since: float = 100.0, extra: int = 50) -> list[Failed]:
+    """A farm with 50 dependents down, two of them critical."""
+    nodes = [
+        Failed("farm-oms-1", DOWN, ("farm-oms-1",), False, 14400, since),
+        Failed("orders-workflow", DOWN, ("farm-oms-1",), True, 600, since),
+        Failed("checkout", DEGRADED, ("farm-oms-1",), True, 300, since),
+    ]
+    nodes += [
+        Failed(f"svc-{i:02}", DOWN, ("farm-oms-1",), False, 14400, since) for i in range(extra)
+    ]
+    return nodes
+
+
+def events(notes: list[Notification]) -> list[tuple[str, str, str]]:
+    return [(n.alert.key, n.event, n.alert.severity) for n in notes]
+
+
+def test_a_farm_with_fifty_dependents_gives_one_alert_naming_the_critical_ones() -> None:
+    alerting = Alerting(Policy(settle_s=10))
+    assert alerting.update(100, farm_down()) == []  # settling
+
+    [note] = alerting.update(110, farm_down())
+
+    assert (note.event, note.alert.key, note.alert.severity) == (
+        "firing",
+        "outage:farm-oms-1",
+        "critical",
+    )
+    assert note.alert.root_cause == ("farm-oms-1",)
+    assert [(i.node, i.state) for i in note.alert.critical] == [
+        ("orders-workflow", DOWN),
+        ("checkout", DEGRADED),
+    ]
+    assert len(note.alert.collateral) == 50
+    assert note.alert.summary == (
+        "farm-oms-1 down takes critical checkout degraded (4m50s left), "
+        "orders-workflow down (9m50s left); 50 other nodes"
+    )
+    assert alerting.update(111, farm_down()) == []
+
+
+def test_a_flap_shorter_than_the_settle_window_says_nothing() -> None:
+    alerting = Alerting(Policy(settle_s=10))
+    assert alerting.update(100, farm_down()) == []
+    assert alerting.update(105, []) == []
+    assert alerting.alerts == []
+
+
+def test_it_resolves_with_a_message() -> None:
+    alerting = Alerting(Policy(settle_s=0))
+    [firing] = alerting.update(100, farm_down())
+    [resolved] = alerting.update(200, [])
+    assert (resolved.event, resolved.alert.key) == ("resolved", "outage:farm-oms-1")
+    assert resolved.alert.summary.startswith("resolved: farm-oms-1 down takes critical")
+    assert resolved.id != firing.id
+
+
+def test_separate_causes_give_separate_alerts() -> None:
+    alerting = Alerting(Policy(settle_s=0))
+    failed = [
+        Failed("kv-a", DOWN, ("kv-a",), False, 14400, 100),
+        Failed("kv-b", DOWN, ("kv-b",), False, 14400, 100),
+        Failed("store", DOWN, ("kv-a", "kv-b"), True, 600, 100),
+        Failed(
+            "search", DEGRADED, ("search",), False, 14400, 100
+        ),  # degraded, not critical: silent
+    ]
+    assert events(alerting.update(100, failed)) == [
+        ("outage:kv-a", "firing", "warning"),
+        ("outage:kv-a,kv-b", "firing", "critical"),
+        ("outage:kv-b", "firing", "warning"),
+    ]
+
+
+def test_it_repeats_on_schedule_and_at_once_for_a_new_critical_node() -> None:
+    alerting = Alerting(Policy(settle_s=0, repeat_interval_s=3600, escalate_at=()))
+    alerting.update(100, farm_down()[:2])
+    assert alerting.update(200, farm_down()[:2]) == []
+    assert events(alerting.update(300, farm_down())) == [
+        ("outage:farm-oms-1", "repeat", "critical")
+    ]
+    assert alerting.update(3800, farm_down()) == []
+    assert events(alerting.update(3900, farm_down())) == [
+        ("outage:farm-oms-1", "repeat", "critical")
+    ]
+
+
+def test_it_escalates_past_the_recovery_target_and_again_at_twice_it() -> None:
+    alerting = Alerting(Policy(settle_s=0, repeat_interval_s=86400))
+    failed = [Failed("antifraud", DOWN, ("antifraud",), True, 600, 100)]
+    assert events(alerting.update(100, failed)) == [("outage:antifraud", "firing", "critical")]
+    assert alerting.update(699, failed) == []
+    [first] = alerting.update(700, failed)
+    assert (first.event, first.alert.summary) == (
+        "escalated",
+        "antifraud down for 10m, over its recovery target of 10m",
+    )
+    assert alerting.update(1000, failed) == []
+    [second] = alerting.update(1300, failed)
+    assert second.alert.summary == "antifraud down for 20m, over its recovery target of 10m"
+    assert alerting.update(5000, failed) == []
+
+
+def test_drift_is_an_alert_of_its_own() -> None:
+    alerting = Alerting(Policy(settle_s=0))
+    drift = [Failed("workflow", DOWN, ("farm",), True, 600, 100)]
+    [note] = alerting.update(100, [], drift)
+    assert (note.alert.key, note.alert.kind, note.alert.severity) == (
+        "drift:workflow",
+        "drift",
+        "warning",
+    )
+    assert note.alert.summary == (
+        "workflow is probed up but the topology says it is down because of farm: "
+        "the topology may be wrong"
+    )
+
+
+def test_notification_ids_are_unique_and_stable_per_occurrence() -> None:
+    alerting = Alerting(Policy(settle_s=0))
+    ids = [n.id for n in alerting.update(100, farm_down())]
+    ids += [n.id for n in alerting.update(200, [])]
+    ids += [n.id for n in alerting.update(300, farm_down(since=300))]
+    assert ids == [
+        "outage:farm-oms-1@100.000#1:firing",
+        "outage:farm-oms-1@100.000#2:resolved",
+        "outage:farm-oms-1@300.000#1:firing",
+    ]
