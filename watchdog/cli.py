@@ -362,18 +362,7 @@ def _incidents(args: argparse.Namespace) -> int:
                 }
                 for s in summary
             ],
-            "incidents": [
-                {
-                    "node": i.node,
-                    "started_at": i.started_at,
-                    "ended_at": i.ended_at,
-                    "duration_s": i.duration_s(now),
-                    "worst": str(i.worst),
-                    "root_cause": list(i.root_cause),
-                    "breached": i.breached(now),
-                }
-                for i in incidents
-            ],
+            "incidents": [i.to_json(now) for i in incidents],
         }
         print(json.dumps(out, indent=2))
         return 0

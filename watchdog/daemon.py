@@ -94,20 +94,7 @@ class Daemon:
     def incidents(self, since: float, node: str | None = None) -> list[dict[str, Any]]:
         """Incidents open at any time since `since`, as JSON."""
         now = self.clock()
-        return [
-            {
-                "id": i.id,
-                "node": i.node,
-                "started_at": i.started_at,
-                "ended_at": i.ended_at,
-                "duration_s": i.duration_s(now),
-                "worst": str(i.worst),
-                "root_cause": list(i.root_cause),
-                "recovery_target_s": i.recovery_target_s,
-                "breached": i.breached(now),
-            }
-            for i in self.store.incidents(since, node)
-        ]
+        return [i.to_json(now) for i in self.store.incidents(since, node)]
 
     async def reload(self) -> Reload:
         """Read the file again; put it in force if it is valid, else keep the

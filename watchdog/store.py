@@ -117,6 +117,20 @@ class Incident:
         longer than the node's recovery target."""
         return self.duration_s(now) > self.recovery_target_s
 
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The incident as the API and `watchdog incidents` show it."""
+        return {
+            "id": self.id,
+            "node": self.node,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": self.duration_s(now),
+            "worst": str(self.worst),
+            "root_cause": list(self.root_cause),
+            "recovery_target_s": self.recovery_target_s,
+            "breached": self.breached(now),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSummary:
