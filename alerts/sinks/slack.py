@@ -1,0 +1,560 @@
+"""The Slack sink: Block Kit messages through slack-sdk's Web API client (a
+bot token), or posts to an incoming webhook. The only module that imports
+slack_sdk; the token and the webhook URL never reach a log or an error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import quote
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from alerts.model import Alert, Impacted, Notification, Receipt, Severity, SinkError
+from topology import format_duration
+
+__all__ = [
+    "PERMANENT_ERRORS",
+    "TRANSIENT_ERRORS",
+    "SlackSink",
+    "SlackWebhookSink",
+    "blocks",
+    "reply_text",
+    "text",
+]
+
+log = logging.getLogger(__name__)
+
+Block = dict[str, Any]
+
+# Slack's limits: https://docs.slack.dev/reference/block-kit/blocks
+MAX_BLOCKS: Final = 50
+_HEADER_MAX = 150
+_SECTION_MAX = 3000
+_CONTEXT_MAX = 2000
+# Room kept at the end of every node section for the "and N more" line.
+_MORE_ROOM = 40
+# Node names listed in the notification text (what phones and screen readers show).
+_TEXT_NODES = 10
+# Root causes linked to their incident history.
+_LINKED_CAUSES = 5
+
+# `ok: false` codes that will fail the same way on every retry: a bad token
+# or scope, an unknown or archived channel, a refused message. Any code not
+# in TRANSIENT_ERRORS is treated the same way (Slack's refusals are
+# deterministic), so the outbox gives up instead of retrying forever.
+PERMANENT_ERRORS: Final = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "restricted_action",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "invalid_arguments",
+        # Incoming webhooks answer with these.
+        "invalid_token",
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "channel_is_archived",
+        "action_prohibited",
+        "invalid_payload",
+        "posting_to_general_channel_denied",
+    }
+)
+# Codes worth retrying with backoff.
+TRANSIENT_ERRORS: Final = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+        "rollup_error",
+    }
+)
+
+_MARK: Final[Mapping[Severity, str]] = MappingProxyType(
+    {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+)
+_RESOLVED_MARK = ":white_check_mark:"
+_ESCALATED_MARK = ":rotating_light:"
+
+
+# -- Block Kit (pure) ---------------------------------------------------------
+
+
+def blocks(notification: Notification, now: float, link_base: str) -> list[Block]:
+    """The Block Kit message of `notification` at `now`: the firing version
+    (root cause, critical nodes with their recovery target and time left,
+    the collateral count, links to the daemon's API) or, for `resolved`,
+    the resolved version that replaces it. Never more than 50 blocks."""
+    alert = notification.alert
+    resolved = notification.event == "resolved"
+    if resolved:
+        title = f"{_RESOLVED_MARK} Resolved: {alert.summary}"
+        second = ("Lasted", format_seconds(now - alert.started_at))
+        heading = f"*Critical nodes that were down ({len(alert.critical)})*"
+        lines = [_resolved_line(impacted, now) for impacted in alert.critical]
+    else:
+        title = f"{_MARK[alert.severity]} {alert.summary}"
+        second = ("Severity", alert.severity)
+        heading = f"*Critical nodes down ({len(alert.critical)})*"
+        lines = [_firing_line(impacted, now) for impacted in alert.critical]
+    out: list[Block] = [
+        {"type": "header", "text": _plain(_cut(title, _HEADER_MAX))},
+        {
+            "type": "section",
+            "fields": [
+                _mrkdwn(f"*Root cause*\n{_codes(alert.root_cause)}"),
+                _mrkdwn(f"*{second[0]}*\n{_escape(second[1])}"),
+            ],
+        },
+    ]
+    if lines:
+        budget = MAX_BLOCKS - len(out) - 2  # the collateral and links blocks follow
+        out.extend({"type": "section", "text": _mrkdwn(t)} for t in _chunks(heading, lines, budget))
+    else:
+        out.append({"type": "section", "text": _mrkdwn("*No critical node down*")})
+    out.append({"type": "context", "elements": [_mrkdwn(_collateral(alert, resolved))]})
+    out.append({"type": "context", "elements": [_mrkdwn(_links(alert, link_base))]})
+    return out
+
+
+def text(notification: Notification, now: float) -> str:
+    """The notification text of the top-level message (what a phone or a
+    screen reader shows instead of the blocks)."""
+    alert = notification.alert
+    names = _names(alert.critical)
+    if notification.event == "resolved":
+        lasted = format_seconds(now - alert.started_at)
+        return _escape(f"resolved after {lasted}: {alert.summary} (root cause {_list(alert)})")
+    down = f"; critical down: {names}" if names else ""
+    return _escape(f"{alert.severity}: {alert.summary} (root cause {_list(alert)}{down})")
+
+
+def reply_text(notification: Notification, now: float) -> str:
+    """The short reply posted in the thread of the original message."""
+    alert = notification.alert
+    if notification.event == "resolved":
+        lasted = format_seconds(now - alert.started_at)
+        return f"{_RESOLVED_MARK} Resolved after {lasted}: root cause {_codes(alert.root_cause)}"
+    if notification.event == "escalated":
+        breached = [i for i in alert.critical if i.time_left_s(now) <= 0] or list(alert.critical)
+        clocks = ", ".join(_clock(i, now) for i in breached[:_TEXT_NODES])
+        more = _more(len(breached))
+        return (
+            f"{_ESCALATED_MARK} Escalated: recovery target breached, root cause "
+            f"{_codes(alert.root_cause)}: {clocks or 'no critical node'}{more}"
+        )
+    clocks = ", ".join(_clock(i, now) for i in alert.critical[:_TEXT_NODES])
+    more = _more(len(alert.critical))
+    return (
+        f"Still firing after {format_seconds(now - alert.started_at)}, root cause "
+        f"{_codes(alert.root_cause)}: {clocks or 'no critical node down'}{more}"
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration rounded to the second: `7m30s`, `0s`."""
+    whole = max(0, round(seconds))
+    return format_duration(whole) if whole else "0s"
+
+
+def _firing_line(impacted: Impacted, now: float) -> str:
+    left = impacted.time_left_s(now)
+    clock = (
+        f"{format_seconds(left)} left" if left > 0 else f"*breached {format_seconds(-left)} ago*"
+    )
+    return (
+        f"• `{_escape(impacted.node)}` {impacted.state}, recovery target "
+        f"{format_seconds(impacted.recovery_target_s)}, {clock}"
+    )
+
+
+def _resolved_line(impacted: Impacted, now: float) -> str:
+    lasted = now - impacted.since
+    over = lasted - impacted.recovery_target_s
+    target = format_seconds(impacted.recovery_target_s)
+    verdict = (
+        f"target {target} *breached by {format_seconds(over)}*"
+        if over > 0
+        else f"within its target of {target}"
+    )
+    return f"• `{_escape(impacted.node)}` {impacted.state} for {format_seconds(lasted)}, {verdict}"
+
+
+def _clock(impacted: Impacted, now: float) -> str:
+    left = impacted.time_left_s(now)
+    target = format_seconds(impacted.recovery_target_s)
+    if left > 0:
+        return f"`{_escape(impacted.node)}` ({format_seconds(left)} left of {target})"
+    return f"`{_escape(impacted.node)}` (target {target} breached {format_seconds(-left)} ago)"
+
+
+def _collateral(alert: Alert, resolved: bool) -> str:
+    count = len(alert.collateral)
+    if not count:
+        return "*Collateral:* none"
+    nodes = "node" if count == 1 else "nodes"
+    verb = "failed" if resolved else "fail"
+    return f"*Collateral:* {count} other {nodes} {verb} because of it"
+
+
+def _links(alert: Alert, link_base: str) -> str:
+    base = link_base.rstrip("/")
+    parts = [f"<{base}/api/v1/status|Status>"]
+    parts.extend(
+        f"<{base}/api/v1/incidents?node={quote(node, safe='')}|Incidents of {_escape(node)}>"
+        for node in alert.root_cause[:_LINKED_CAUSES]
+    )
+    parts.append(f"alert `{_escape(alert.key)}`")
+    return _cut(" · ".join(parts), _CONTEXT_MAX)
+
+
+def _chunks(heading: str, lines: Sequence[str], budget: int) -> list[str]:
+    """`heading` and `lines` in at most `budget` section texts, each within
+    Slack's limit; what does not fit ends as "…and N more"."""
+    room = _SECTION_MAX - _MORE_ROOM
+    chunks: list[str] = []
+    current = heading
+    for index, whole in enumerate(lines):
+        line = _cut(whole, room)
+        if len(current) + 1 + len(line) <= room:
+            current += "\n" + line
+        elif len(chunks) + 1 < budget:
+            chunks.append(current)
+            current = line
+        else:
+            current += f"\n…and {len(lines) - index} more"
+            break
+    chunks.append(current)
+    return chunks
+
+
+def _names(critical: Sequence[Impacted]) -> str:
+    return ", ".join(i.node for i in critical[:_TEXT_NODES]) + _more(len(critical))
+
+
+def _more(count: int) -> str:
+    return f" and {count - _TEXT_NODES} more" if count > _TEXT_NODES else ""
+
+
+def _list(alert: Alert) -> str:
+    return ", ".join(alert.root_cause) or "unknown"
+
+
+def _codes(names: Sequence[str]) -> str:
+    return ", ".join(f"`{_escape(n)}`" for n in names) or "unknown"
+
+
+def _escape(value: str) -> str:
+    # https://docs.slack.dev/messaging/formatting-message-text#escaping
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _plain(value: str) -> Block:
+    return {"type": "plain_text", "text": value, "emoji": True}
+
+
+def _mrkdwn(value: str) -> Block:
+    return {"type": "mrkdwn", "text": value}
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+class _RateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """slack-sdk's 429 handler (it sleeps for Retry-After), except that a
+    wait longer than `max_wait_s` is left to the outbox's backoff rather
+    than held in the sink."""
+
+    def __init__(self, max_retry_count: int, max_wait_s: float) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_s = max_wait_s
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or not await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        ):
+            return False
+        wait = _retry_after_s(response.headers)
+        # The SDK parses Retry-After with int(): anything else is not retried here.
+        return wait is not None and wait.is_integer() and wait <= self.max_wait_s
+
+
+def _retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == "retry-after":
+            first = value[0] if isinstance(value, list) and value else value
+            try:
+                seconds = float(str(first))
+            except ValueError:
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def _api_error(where: str, status: int, data: object, headers: Mapping[str, Any]) -> SinkError:
+    """The SinkError for an answer that was not `ok`; `where` names the
+    method (and channel), never a secret."""
+    code = data.get("error") if isinstance(data, Mapping) else None
+    code = code if isinstance(code, str) and code else None
+    if status == 429 or code in {"ratelimited", "rate_limited"}:
+        retry_after = _retry_after_s(headers)
+        after = f", retry after {format_seconds(retry_after)}" if retry_after is not None else ""
+        return SinkError(
+            f"{where}: {code or 'ratelimited'} (http {status}){after}",
+            permanent=False,
+            retry_after_s=retry_after,
+        )
+    transient = status >= 500 or status == 408 or code in TRANSIENT_ERRORS
+    return SinkError(f"{where}: {code or 'error'} (http {status})", permanent=not transient)
+
+
+def _transport_error(where: str, err: BaseException, timeout_s: float) -> SinkError | None:
+    """A SinkError for a failure to talk to the server at all; None when
+    `err` is not one (a bug, left to propagate)."""
+    if isinstance(err, TimeoutError):
+        return SinkError(f"{where}: timeout after {timeout_s:g}s", permanent=False)
+    # aiohttp comes with slack-sdk; its errors are matched by module rather
+    # than imported, so that slack_sdk stays the one dependency here.
+    if isinstance(err, OSError) or type(err).__module__.partition(".")[0] == "aiohttp":
+        # Only the class name: aiohttp's messages can carry the URL.
+        return SinkError(f"{where}: connection error ({type(err).__name__})", permanent=False)
+    return None
+
+
+# -- the sinks --------------------------------------------------------------------
+
+
+class SlackSink:
+    """Notifications as Slack messages through the Web API and a bot token.
+
+    A firing alert is posted to the channel of its severity (`channels`
+    maps a severity, or `default`, to a channel); reminders and escalations
+    reply in its thread; a resolution rewrites the original message and
+    replies in its thread. The receipt keeps the channel id and the `ts` of
+    the original message, so each later notification finds it."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str,
+        channels: Mapping[str, str],
+        link_base: str,
+        name: str = "slack",
+        timeout_s: float = 30.0,
+        rate_limit_retries: int = 2,
+        max_retry_after_s: float = 10.0,
+    ) -> None:
+        if "default" not in channels:
+            raise ValueError("alerts.slack.channels: a 'default' channel is required")
+        self._name = name
+        self._channels = dict(channels)
+        self._link_base = link_base
+        self._timeout_s = timeout_s
+        self._client = AsyncWebClient(
+            token=token,
+            base_url=base_url,
+            timeout=max(1, math.ceil(timeout_s)),
+            logger=logging.getLogger(f"{__name__}.web"),
+            retry_handlers=[_RateLimitHandler(rate_limit_retries, max_retry_after_s)],
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackSink(name={self._name!r}, base_url={self._client.base_url!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
+        alert, event, now = notification.alert, notification.event, notification.at
+        root = _root(previous)
+        if event == "firing" or root is None:
+            # Also a reminder or a resolution whose first message was never
+            # delivered: it gets a message of its own.
+            channel = self._channels.get(alert.severity, self._channels["default"])
+            answer = await self._call(
+                "chat.postMessage",
+                channel,
+                self._client.chat_postMessage(
+                    channel=channel,
+                    text=text(notification, now),
+                    blocks=blocks(notification, now, self._link_base),
+                    unfurl_links=False,
+                ),
+            )
+            receipt = self._receipt(str(answer.get("channel", channel)), str(answer["ts"]))
+            log.debug("slack posted event=%s alert=%s channel=%s", event, alert.key, channel)
+            return receipt
+        channel, ts = root
+        if event == "resolved":
+            await self._call(
+                "chat.update",
+                channel,
+                self._client.chat_update(
+                    channel=channel,
+                    ts=ts,
+                    text=text(notification, now),
+                    blocks=blocks(notification, now, self._link_base),
+                ),
+            )
+        answer = await self._call(
+            "chat.postMessage",
+            channel,
+            self._client.chat_postMessage(
+                channel=channel,
+                thread_ts=ts,
+                text=reply_text(notification, now),
+                reply_broadcast=True if event == "escalated" else None,
+            ),
+        )
+        log.debug("slack replied event=%s alert=%s channel=%s", event, alert.key, channel)
+        return self._receipt(channel, ts, reply_ts=str(answer["ts"]))
+
+    async def aclose(self) -> None:
+        # slack-sdk opens and closes a session per call when given none.
+        return None
+
+    def _receipt(self, channel: str, ts: str, **extra: str) -> Receipt:
+        return Receipt(self._name, MappingProxyType({"channel": channel, "ts": ts, **extra}))
+
+    async def _call(self, method: str, channel: str, call: Awaitable[Any]) -> Mapping[str, Any]:
+        where = f"slack {method} channel {channel!r}"
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                answer = await call
+        except SlackApiError as err:
+            response = err.response
+            raise _api_error(where, response.status_code, response.data, response.headers) from None
+        except SlackClientError as err:
+            raise SinkError(f"{where}: {type(err).__name__}", permanent=True) from None
+        except Exception as err:
+            mapped = _transport_error(where, err, self._timeout_s)
+            if mapped is None:
+                raise
+            raise mapped from None
+        data = answer.data
+        if not isinstance(data, Mapping) or not isinstance(data.get("ts"), str):
+            raise SinkError(f"{where}: answer without a ts", permanent=False)
+        return data
+
+
+def _root(previous: Receipt | None) -> tuple[str, str] | None:
+    if previous is None:
+        return None
+    channel, ts = previous.data.get("channel"), previous.data.get("ts")
+    return (channel, ts) if channel and ts else None
+
+
+class SlackWebhookSink:
+    """Notifications posted to a Slack incoming webhook. A webhook can only
+    post, to its own channel: reminders and escalations are short messages,
+    a resolution is a new message with the resolved blocks. The URL is a
+    secret: it appears in no log and no error."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        link_base: str,
+        name: str = "slack-webhook",
+        timeout_s: float = 30.0,
+        rate_limit_retries: int = 2,
+        max_retry_after_s: float = 10.0,
+    ) -> None:
+        self._name = name
+        self._link_base = link_base
+        self._timeout_s = timeout_s
+        # The client logs its URL at debug level whenever its own logger's
+        # level allows it: a logger of its own, set to info, keeps it out.
+        quiet = logging.getLogger(f"{__name__}.webhook")
+        quiet.setLevel(logging.INFO)
+        self._client = AsyncWebhookClient(
+            url=url,
+            timeout=max(1, math.ceil(timeout_s)),
+            logger=quiet,
+            retry_handlers=[_RateLimitHandler(rate_limit_retries, max_retry_after_s)],
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackWebhookSink(name={self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
+        now = notification.at
+        if notification.event in ("firing", "resolved") or previous is None:
+            body: dict[str, Any] = {
+                "text": text(notification, now),
+                "blocks": blocks(notification, now, self._link_base),
+                "unfurl_links": False,
+            }
+        else:
+            body = {"text": reply_text(notification, now)}
+        where = "slack webhook"
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._client.send_dict(body)
+        except Exception as err:
+            mapped = _transport_error(where, err, self._timeout_s)
+            if mapped is None:
+                raise
+            raise mapped from None
+        if response.status_code != 200:
+            # Webhooks answer errors as a bare code in a text body.
+            code = response.body.strip() if response.body else ""
+            data = {"error": code} if code.replace("_", "").isalnum() else {}
+            raise _api_error(where, response.status_code, data, response.headers)
+        log.debug(
+            "slack webhook posted event=%s alert=%s", notification.event, notification.alert.key
+        )
+        return Receipt(self._name)
+
+    async def aclose(self) -> None:
+        return None
