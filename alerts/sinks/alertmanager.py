@@ -1,0 +1,205 @@
+"""The Prometheus Alertmanager sink: each notification POSTed to the v2 API
+(`POST <url>/api/v2/alerts`, a JSON list of one alert), so that teams that
+run Alertmanager route, silence, inhibit and deduplicate our alerts there.
+
+Labels (Alertmanager's identity of an alert; set once per alert, see below):
+
+- `alertname`: `Watchdog` + the alert kind in CamelCase (`WatchdogOutage`,
+  `WatchdogDrift`, `WatchdogAnomaly`, `WatchdogManeuver`), except the
+  heartbeat, which is `Watchdog`: the always-firing dead man's switch of
+  the kube-prometheus convention.
+- `key`: the alert's stable key (`outage:farm-oms-1`).
+- `node`: the first root-cause node; `root_cause`: all of them, comma-joined
+  (both left out when the alert has none).
+- `severity`: `critical`, `warning` or `info`.
+- `critical`: `"true"` when the alert takes a critical node down, else `"false"`.
+- the alert's own labels (node labels used for routing), names made valid
+  for Alertmanager (`[a-zA-Z_][a-zA-Z0-9_]*`, other characters become `_`);
+  they never override the labels above.
+
+Alertmanager deduplicates on the label set, so it must not change while the
+alert lives, or Alertmanager would see a second alert and let the first one
+linger until it times out. The labels of the first delivery are kept in the
+receipt and reused for every later notification of the same alert; two
+daemons in HA posting the same alert build the same labels, so they make one.
+
+Annotations (free to change on every post): `summary`, `description` (the
+root cause, each critical node taken down with its state, recovery target
+and time left, the number of other nodes down) and `collateral_count`.
+
+Times: `startsAt` is when the alert started. While it fires, `endsAt` is
+now + `resolve_timeout_s` (5 minutes), as Prometheus does: Alertmanager
+resolves an alert whose client stopped re-sending, so this sink must be sent
+a `repeat` at least every `resend_interval_s` (a quarter of the timeout).
+A `resolved` notification sets `endsAt` to the moment the alert resolved.
+
+Errors are mapped as for the webhook sink (`alerts.sinks.webhook`): 408, 429,
+5xx, connection failures and timeouts are transient, other statuses
+permanent; messages never carry the URL's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from alerts.model import Alert, AlertKind, Impacted, Notification, Receipt
+from alerts.sinks.webhook import format_time, post_json
+from topology import format_duration
+
+__all__ = ["ALERTNAMES", "AlertmanagerSink", "render_alert", "render_labels"]
+
+ALERTNAMES: Mapping[AlertKind, str] = {
+    "outage": "WatchdogOutage",
+    "drift": "WatchdogDrift",
+    "anomaly": "WatchdogAnomaly",
+    "maneuver": "WatchdogManeuver",
+    "heartbeat": "Watchdog",
+}
+
+_API_PATH = "/api/v2/alerts"
+_DEFAULT_RESOLVE_TIMEOUT_S = 300.0
+# Prometheus re-sends every minute an alert that ends in four.
+_RESENDS_PER_TIMEOUT = 4
+_RECEIPT_LABELS = "labels"
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class AlertmanagerSink:
+    """Posts notifications to the Alertmanager at `url` (its base URL, as in
+    `http://alertmanager:9093`; credentials in it become basic auth).
+
+    `generator_url` is the link Alertmanager shows as the alert's source
+    (the daemon's API). The client belongs to the caller, who closes it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        generator_url: str,
+        *,
+        name: str = "alertmanager",
+        resolve_timeout_s: float = _DEFAULT_RESOLVE_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url.rstrip("/") + _API_PATH
+        self._client = client
+        self._generator_url = generator_url
+        self._name = name
+        self._resolve_timeout_s = resolve_timeout_s
+        self._clock = clock
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def resend_interval_s(self) -> float:
+        """How often a firing alert must be re-sent so Alertmanager keeps it."""
+        return self._resolve_timeout_s / _RESENDS_PER_TIMEOUT
+
+    async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
+        labels = _labels_from(previous) or render_labels(notification.alert)
+        if notification.event == "resolved":
+            ends_at = notification.at
+        else:
+            ends_at = self._clock() + self._resolve_timeout_s
+        body = render_alert(notification, labels, ends_at, self._generator_url)
+        await post_json(self._client, self._url, [body], sink=self._name)
+        return Receipt(self._name, {_RECEIPT_LABELS: json.dumps(labels, sort_keys=True)})
+
+    async def aclose(self) -> None:
+        """Nothing to release: the client is the caller's."""
+
+
+def render_labels(alert: Alert) -> dict[str, str]:
+    """The label set of `alert`, as documented above."""
+    labels = {_label_name(name): value for name, value in alert.labels.items() if value}
+    labels["alertname"] = ALERTNAMES[alert.kind]
+    labels["key"] = alert.key
+    labels["severity"] = alert.severity
+    labels["critical"] = "true" if alert.critical else "false"
+    if alert.root_cause:
+        labels["node"] = alert.root_cause[0]
+        labels["root_cause"] = ",".join(alert.root_cause)
+    return labels
+
+
+def render_alert(
+    notification: Notification, labels: Mapping[str, str], ends_at: float, generator_url: str
+) -> dict[str, Any]:
+    """One alert of the v2 API's `postableAlerts` list."""
+    alert = notification.alert
+    body: dict[str, Any] = {
+        "labels": dict(labels),
+        "annotations": {
+            "summary": alert.summary,
+            "description": _describe(notification),
+            "collateral_count": str(len(alert.collateral)),
+        },
+        "startsAt": format_time(alert.started_at),
+        "endsAt": format_time(ends_at),
+    }
+    if generator_url:
+        body["generatorURL"] = generator_url
+    return body
+
+
+def _describe(notification: Notification) -> str:
+    alert = notification.alert
+    lines = []
+    if notification.event == "resolved":
+        lines.append(f"resolved after {_whole(notification.at - alert.started_at)}")
+    lines.append(f"root cause: {', '.join(alert.root_cause) or 'none'}")
+    if alert.critical:
+        lines.append(f"critical nodes taken down ({len(alert.critical)}):")
+        lines.extend(_describe_impacted(i, notification) for i in alert.critical)
+    else:
+        lines.append("critical nodes taken down: none")
+    lines.append(f"other nodes down: {len(alert.collateral)}")
+    return "\n".join(lines)
+
+
+def _describe_impacted(impacted: Impacted, notification: Notification) -> str:
+    text = (
+        f"- {impacted.node} {impacted.state},"
+        f" recovery target {format_duration(impacted.recovery_target_s)}"
+    )
+    if notification.event == "resolved":
+        return text
+    left = impacted.time_left_s(notification.at)
+    if left >= 0:
+        return f"{text}, {_whole(left)} left"
+    return f"{text}, overdue by {_whole(-left)}"
+
+
+def _whole(seconds: float) -> str:
+    """A duration to the second: people read `9m left`, not `8m59.997s left`."""
+    return format_duration(float(round(seconds)))
+
+
+def _labels_from(previous: Receipt | None) -> dict[str, str] | None:
+    """The labels of the first delivery, kept in its receipt."""
+    if previous is None or _RECEIPT_LABELS not in previous.data:
+        return None
+    try:
+        labels = json.loads(previous.data[_RECEIPT_LABELS])
+    except ValueError:
+        return None
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        return None
+    return labels
+
+
+def _label_name(name: str) -> str:
+    """`name` made a valid Alertmanager label name."""
+    valid = _INVALID_LABEL_CHARS.sub("_", name)
+    return valid if valid and not valid[0].isdigit() else f"_{valid}"
