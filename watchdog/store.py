@@ -76,6 +76,30 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX transitions_node_at ON transitions (node, at)",
         "CREATE INDEX transitions_incident ON transitions (incident_id)",
     ),
+    (
+        # The durable outbox (watchdog/outbox.py): a notification is written
+        # for each sink before it is sent, and delivered once per sink.
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            notification_id TEXT NOT NULL,
+            occurrence TEXT NOT NULL,
+            sink TEXT NOT NULL,
+            notification TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            receipt TEXT,
+            finished_at REAL,
+            UNIQUE (notification_id, sink)
+        )
+        """,
+        "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending'",
+        "CREATE INDEX outbox_occurrence ON outbox (occurrence, sink, id)",
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)
@@ -271,6 +295,23 @@ class Store:
                             now,
                         ),
                     )
+
+    @contextmanager
+    def transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the store's lock, for the modules that
+        keep tables of their own in the file (the outbox): all of it is
+        written or none; errors come out as `StoreError` saying `doing`."""
+        with self._lock:
+            connection = self._open_connection()
+            with self._errors(doing), _transaction(connection):
+                yield connection
+
+    def query(self, doing: str, sql: str, parameters: Sequence[object] = ()) -> list[Any]:
+        """The rows of one read, under the store's lock."""
+        with self._lock:
+            connection = self._open_connection()
+            with self._errors(doing):
+                return connection.execute(sql, tuple(parameters)).fetchall()
 
     def open_incidents(self) -> list[Incident]:
         """Every incident still open, oldest first: what a restarted daemon

@@ -1,0 +1,110 @@
+"""The durable outbox in the state store: every notification is written for
+each sink before it is sent, and kept with its outcome, so a sink outage or a
+daemon restart loses nothing and a delivered notification is not sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from types import MappingProxyType
+
+from alerts.codec import dumps, loads
+from alerts.delivery import Entry
+from alerts.model import Notification, Receipt
+from watchdog.store import Store
+
+__all__ = ["Outbox"]
+
+
+def _occurrence(notification: Notification) -> str:
+    """One occurrence of an alert: its key and when it started."""
+    return f"{notification.alert.key}@{notification.alert.started_at:.3f}"
+
+
+class Outbox:
+    """The outbox table of a `Store` (it implements `alerts.delivery.Outbox`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def put(self, notifications: Sequence[Notification], sinks: Sequence[str], at: float) -> int:
+        """Queue each notification for each sink, once (a notification
+        already queued for a sink is not queued again); return how many."""
+        rows = [
+            (n.id, _occurrence(n), sink, dumps(n), at, at) for n in notifications for sink in sinks
+        ]
+        if not rows:
+            return 0
+        with self.store.transaction("cannot queue notifications") as connection:
+            before = connection.total_changes
+            connection.executemany(
+                "INSERT OR IGNORE INTO outbox (notification_id, occurrence, sink, notification,"
+                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return connection.total_changes - before
+
+    def due(self, now: float, limit: int) -> list[Entry]:
+        """Pending entries due by `now`: per sink, only the first pending one
+        of each alert occurrence, so an alert's messages keep their order."""
+        rows = self.store.query(
+            "cannot read the outbox",
+            "SELECT o.id, o.sink, o.notification, o.attempts FROM outbox o"
+            " WHERE o.state = 'pending' AND o.next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
+            " AND p.occurrence = o.occurrence AND p.sink = o.sink AND p.id < o.id)"
+            " ORDER BY o.id LIMIT ?",
+            (now, limit),
+        )
+        return [Entry(row[0], row[1], loads(row[2]), row[3]) for row in rows]
+
+    def receipt(self, notification: Notification, sink: str) -> Receipt | None:
+        """The receipt of the last delivered notification of the same alert
+        occurrence to `sink`."""
+        rows = self.store.query(
+            "cannot read the outbox",
+            "SELECT receipt FROM outbox WHERE occurrence = ? AND sink = ? AND state = 'delivered'"
+            " AND receipt IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (_occurrence(notification), sink),
+        )
+        if not rows:
+            return None
+        data = json.loads(rows[0][0])
+        return Receipt(data["sink"], MappingProxyType(dict(data["data"])))
+
+    def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
+        """Mark `entry` delivered with the sink's receipt."""
+        text = json.dumps({"sink": receipt.sink, "data": dict(receipt.data)})
+        with self.store.transaction("cannot mark a notification delivered") as connection:
+            connection.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, receipt = ?,"
+                " finished_at = ?, last_error = '' WHERE id = ?",
+                (text, at, entry.id),
+            )
+
+    def retry(self, entry: Entry, error: str, at: float, next_at: float) -> None:
+        """Record a transient failure; try again at `next_at`."""
+        with self.store.transaction("cannot reschedule a notification") as connection:
+            connection.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+                " WHERE id = ?",
+                (error, next_at, entry.id),
+            )
+
+    def give_up(self, entry: Entry, error: str, at: float) -> None:
+        """Record a permanent failure: the entry is not tried again."""
+        with self.store.transaction("cannot give up a notification") as connection:
+            connection.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                " finished_at = ? WHERE id = ?",
+                (error, at, entry.id),
+            )
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many entries per (sink, state): for the API and metrics."""
+        rows = self.store.query(
+            "cannot read the outbox",
+            "SELECT sink, state, count(*) FROM outbox GROUP BY sink, state",
+        )
+        return {(sink, state): count for sink, state, count in rows}
