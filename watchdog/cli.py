@@ -304,7 +304,7 @@ def _live_baseline(args: argparse.Namespace, topology: Topology) -> dict[str, St
 
 
 def _run(args: argparse.Namespace) -> int:
-    from watchdog.daemon import Daemon
+    from watchdog.daemon import Daemon, StartError
     from watchdog.logs import configure
     from watchdog.store import StoreError
 
@@ -321,7 +321,7 @@ def _run(args: argparse.Namespace) -> int:
         daemon = Daemon(args.file, listen=listen)
     except InvalidInput as err:
         return _invalid(args, err)
-    except StoreError as err:
+    except (StoreError, StartError) as err:
         return _refuse(args, [f"watchdog run: {err}"], [])
     asyncio.run(daemon.run())
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -19,15 +19,20 @@ from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "AlertsConfig",
     "DaemonConfig",
     "LogSpec",
     "ProbeConfig",
     "Schedule",
     "ServerConfig",
+    "SlackConfig",
     "load_config",
 ]
 
 DEFAULT_LISTEN = ("127.0.0.1", 9120)
+DEFAULT_SETTLE_S = 10.0
+DEFAULT_REPEAT_INTERVAL_S = 4 * 3600.0
+DEFAULT_SLACK_API = "https://slack.com/api/"
 DEFAULT_STATE = "watchdog.db"
 
 # Keys every probe takes, beside its kind's own; defaults as Gatus has them.
@@ -84,6 +89,28 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SlackConfig:
+    """Slack through its Web API (a bot token) or an incoming webhook; the
+    secret itself is read from the environment variable named here."""
+
+    channels: Mapping[str, str]
+    token_env: str | None = None
+    webhook_url_env: str | None = None
+    base_url: str = DEFAULT_SLACK_API
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """When to speak and where: the console when no sink is configured."""
+
+    settle_s: float = DEFAULT_SETTLE_S
+    repeat_interval_s: float = DEFAULT_REPEAT_INTERVAL_S
+    slack: SlackConfig | None = None
+    alertmanager_url: str | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """Everything the daemon needs from one file."""
 
@@ -92,6 +119,7 @@ class DaemonConfig:
     probes: tuple[ProbeConfig, ...]
     server: ServerConfig = field(default_factory=ServerConfig)
     state_path: str = DEFAULT_STATE
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 def load_config(path: str | Path) -> DaemonConfig:
@@ -123,6 +151,7 @@ def load_config(path: str | Path) -> DaemonConfig:
         probes=settings.probes,
         server=settings.server,
         state_path=state,
+        alerts=settings.alerts,
     )
 
 
@@ -164,6 +193,10 @@ class _Settings:
         state = _first(root, "state")
         if state is not None:
             self._state(state)
+        self.alerts = AlertsConfig()
+        alerts = _first(root, "alerts")
+        if alerts is not None:
+            self._alerts(alerts)
         nodes = _first(root, "nodes")
         found: list[ProbeConfig] = []
         if isinstance(nodes, MappingNode):
@@ -194,6 +227,100 @@ class _Settings:
             path = self.reader.string(fields["path"][1], "state.path", "a file path or :memory:")
             if path is not None:
                 self.state_path = path
+
+    def _alerts(self, node: YamlNode) -> None:
+        reader = self.reader
+        keys = ("settle", "repeat_interval", "slack", "alertmanager", "webhook")
+        fields = reader.mapping(node, "alerts", keys)
+        if not fields:
+            return
+        values = {key: value for key, (_, value) in fields.items()}
+        settle = (
+            reader.duration(values["settle"], "alerts.settle", positive=False)
+            if "settle" in values
+            else None
+        )
+        repeat = (
+            reader.duration(values["repeat_interval"], "alerts.repeat_interval")
+            if "repeat_interval" in values
+            else None
+        )
+        slack = self._slack(values["slack"]) if "slack" in values else None
+        urls = {}
+        for key in ("alertmanager", "webhook"):
+            if key in values:
+                sub = reader.mapping(values[key], f"alerts.{key}", ("url",)) or {}
+                if "url" not in sub:
+                    reader.problem(values[key], f"alerts.{key}", "missing 'url'")
+                    continue
+                url = reader.string(sub["url"][1], f"alerts.{key}.url", "a URL")
+                if url is not None and not url.startswith(("http://", "https://")):
+                    reader.problem(
+                        sub["url"][1],
+                        f"alerts.{key}.url",
+                        f"expected an http:// or https:// URL, got {url!r}",
+                    )
+                elif url is not None:
+                    urls[key] = url
+        self.alerts = AlertsConfig(
+            settle_s=settle if settle is not None else DEFAULT_SETTLE_S,
+            repeat_interval_s=repeat or DEFAULT_REPEAT_INTERVAL_S,
+            slack=slack,
+            alertmanager_url=urls.get("alertmanager"),
+            webhook_url=urls.get("webhook"),
+        )
+
+    def _slack(self, node: YamlNode) -> SlackConfig | None:
+        reader = self.reader
+        keys = ("token_env", "webhook_url_env", "base_url", "channels", "token", "webhook_url")
+        fields = reader.mapping(node, "alerts.slack", keys)
+        if fields is None:
+            return None
+        values = {key: value for key, (_, value) in fields.items()}
+        for secret in ("token", "webhook_url"):
+            if secret in values:
+                # Refused whatever its value: a secret in a file ends up in
+                # version control, backups and support tickets.
+                reader.problem(
+                    values[secret],
+                    f"alerts.slack.{secret}",
+                    "secrets never sit in the file: name an environment variable "
+                    f"with {secret}_env",
+                )
+        text = {
+            k: reader.string(values[k], f"alerts.slack.{k}")
+            for k in ("token_env", "webhook_url_env", "base_url")
+            if k in values
+        }
+        if "token_env" not in values and "webhook_url_env" not in values:
+            reader.problem(
+                node,
+                "alerts.slack",
+                "name the environment variable of the bot token (token_env) "
+                "or of an incoming webhook (webhook_url_env)",
+            )
+            return None
+        channels: dict[str, str] = {}
+        if "channels" in values:
+            for key, value in reader.items(
+                reader.mapping(values["channels"], "alerts.slack.channels") or {}
+            ):
+                channel = reader.string(value, f"alerts.slack.channels.{key}", "a channel")
+                if channel is not None:
+                    channels[key] = channel
+        if "token_env" in values and "default" not in channels:
+            reader.problem(
+                node,
+                "alerts.slack.channels",
+                'name a default channel, e.g. channels: {default: "#ops"}',
+            )
+            return None
+        return SlackConfig(
+            channels=MappingProxyType(channels),
+            token_env=text.get("token_env"),
+            webhook_url_env=text.get("webhook_url_env"),
+            base_url=text.get("base_url") or DEFAULT_SLACK_API,
+        )
 
     def _probes(self, name: str, probes: SequenceNode) -> list[ProbeConfig]:
         out = []

@@ -8,28 +8,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from alerts.delivery import Delivery
+from alerts.model import Sink
+from alerts.rules import Alerting, Policy
+from alerts.sinks.alertmanager import AlertmanagerSink
+from alerts.sinks.console import ConsoleSink
+from alerts.sinks.slack import SlackSink, SlackWebhookSink
+from alerts.sinks.webhook import WebhookSink
 from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
 from watchdog.api import Reload, create_app
-from watchdog.config import DaemonConfig, ProbeConfig, load_config
+from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
 from watchdog.live import LiveState
 from watchdog.metrics import Metrics
+from watchdog.outbox import Outbox
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
 from watchdog.scheduler import ProbeScheduler
 from watchdog.store import Store
 
-__all__ = ["Daemon"]
+__all__ = ["Daemon", "StartError"]
 
 log = logging.getLogger(__name__)
+
+
+class StartError(Exception):
+    """The file is valid but the daemon cannot start as it says (a secret
+    missing from the environment)."""
+
+
+def _secret(variable: str, path: str) -> str:
+    value = os.environ.get(variable, "")
+    if not value:
+        raise StartError(f"{path}: the environment variable {variable} is not set or empty")
+    return value
 
 
 class _Server(uvicorn.Server):
@@ -64,13 +86,25 @@ class Daemon:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.live = LiveState(self.config.topology, self.config.probes, clock)
-        self.store = Store.open(self.config.state_path, clock=clock)
         self.listen = listen or (self.config.server.host, self.config.server.port)
+        # Sinks first: a missing secret stops the start before anything opens.
+        self._sink_client: httpx.AsyncClient | None = None
+        self.sinks = self._sinks(self.config.alerts)
+        self.store = Store.open(self.config.state_path, clock=clock)
         self._clients = HttpClients()
         self._checks = self._build(self.config.probes)
         self.scheduler: ProbeScheduler[ProbeConfig] = ProbeScheduler(
             self.config.probes, self._check, clock, on_lag=self._lag
         )
+        self.alerting = Alerting(
+            Policy(
+                settle_s=self.config.alerts.settle_s,
+                repeat_interval_s=self.config.alerts.repeat_interval_s,
+            )
+        )
+        self.outbox = Outbox(self.store)
+        self.alert_rounds = 0
+        self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
         self._spare_before: frozenset[str] = frozenset()
         self._server: uvicorn.Server | None = None
@@ -143,15 +177,22 @@ class Daemon:
             len(open_incidents),
         )
         self.scheduler.start()
+        alerting = asyncio.create_task(self._alert_loop())
         try:
             stopped = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             log.info("stopping")
+            alerting.cancel()
+            await asyncio.wait({alerting}, timeout=5)
             await self.scheduler.shutdown(grace_s=2)
             self._server.should_exit = True
             await asyncio.wait({serving}, timeout=5)
             await self._clients.aclose()
+            for sink in self.sinks:
+                await sink.aclose()
+            if self._sink_client is not None:
+                await self._sink_client.aclose()
             self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -172,6 +213,67 @@ class Daemon:
             for sock in listener.sockets:
                 return int(sock.getsockname()[1])
         return None
+
+    # --- alerts -----------------------------------------------------------
+
+    def _sinks(self, alerts: AlertsConfig) -> list[Sink]:
+        """The sinks the file configures; the console when it names none.
+        A secret named but missing from the environment stops the start:
+        a daemon that cannot alert must not look as if it could."""
+        host, port = self.listen
+        link = f"http://{host}:{port}"
+        sinks: list[Sink] = []
+        slack = alerts.slack
+        if slack is not None:
+            if slack.token_env is not None:
+                token = _secret(slack.token_env, "alerts.slack.token_env")
+                sinks.append(
+                    SlackSink(
+                        token, base_url=slack.base_url, channels=slack.channels, link_base=link
+                    )
+                )
+            if slack.webhook_url_env is not None:
+                url = _secret(slack.webhook_url_env, "alerts.slack.webhook_url_env")
+                sinks.append(SlackWebhookSink(url, link_base=link))
+        if alerts.alertmanager_url is not None or alerts.webhook_url is not None:
+            self._sink_client = httpx.AsyncClient(timeout=10.0, trust_env=False)
+        if alerts.alertmanager_url is not None:
+            assert self._sink_client is not None
+            sinks.append(
+                AlertmanagerSink(
+                    alerts.alertmanager_url,
+                    self._sink_client,
+                    f"{link}/api/v1/status",
+                    # Re-sent with every reminder; until then it must stay up.
+                    resolve_timeout_s=max(300.0, 1.25 * alerts.repeat_interval_s),
+                    clock=self.clock,
+                )
+            )
+        if alerts.webhook_url is not None:
+            assert self._sink_client is not None
+            sinks.append(WebhookSink(alerts.webhook_url, self._sink_client))
+        return sinks or [ConsoleSink()]
+
+    async def _alert_loop(self, tick_s: float = 1.0) -> None:
+        """Every tick: the alert rules over the live state, new notifications
+        into the outbox, then whatever is due delivered."""
+        while True:
+            try:
+                await self.alert_once()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("alert loop failed")
+            await asyncio.sleep(tick_s)
+
+    async def alert_once(self) -> int:
+        """One round of the alert loop; returns the notifications delivered."""
+        self.alert_rounds += 1
+        if not self.live.settled:
+            return 0
+        now = self.clock()
+        notes = self.alerting.update(now, self.live.failed(), self.live.drifting())
+        if notes:
+            self.outbox.put(notes, list(self.delivery.sinks), now)
+        return await self.delivery.run_once()
 
     # --- the probe loop ---------------------------------------------------
 
@@ -220,7 +322,11 @@ class Daemon:
         self.metrics.count(transitions)
         for t in transitions:
             if t.view == "effective" and (t.new >= State.DEGRADED or t.old >= State.DEGRADED):
-                log.warning(
+                # Critical nodes and root causes stand out; a farm's fifty
+                # dependents going down with it need not.
+                loud = topology.node(t.node).critical or t.node in t.root_cause
+                log.log(
+                    logging.WARNING if loud else logging.INFO,
                     "transition node=%s %s -> %s cause=%s",
                     t.node,
                     t.old,

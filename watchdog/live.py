@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from alerts.rules import Failed
 from alerts.transitions import Transition
 from topology import Action, Impact, State, States, Topology, evaluate, what_if
 from watchdog.config import ProbeConfig
@@ -221,6 +222,49 @@ class LiveState:
                 )
         self._since = since
         return out
+
+    def failed(self) -> list[Failed]:
+        """Every node effectively degraded or down, with its root causes and
+        since when: what the alert rules group."""
+        states, topology = self._states, self._topology
+        out = []
+        for name, state in states.not_up().items():
+            if state >= State.DEGRADED:
+                node = topology.node(name)
+                out.append(
+                    Failed(
+                        name,
+                        state,
+                        states.causes(name),
+                        node.critical,
+                        topology.recovery_target_s(name),
+                        self._since[name],
+                        node.labels,
+                    )
+                )
+        return out
+
+    def drifting(self) -> list[Failed]:
+        """The nodes in drift, shaped for the alert rules."""
+        topology = self._topology
+        return [
+            Failed(
+                d.node,
+                d.effective,
+                d.causes,
+                topology.node(d.node).critical,
+                topology.recovery_target_s(d.node),
+                self._since[d.node],
+                topology.node(d.node).labels,
+            )
+            for d in self.drift()
+        ]
+
+    @property
+    def settled(self) -> bool:
+        """Whether every probe has reported once since the start: before
+        that, nothing is concluded (nor alerted)."""
+        return self._settled
 
     def status(self, nodes: Iterable[str] | None = None) -> list[NodeStatus]:
         """Every node (or those named): observed and effective state, since

@@ -1,0 +1,143 @@
+"""Alerts end to end: a real daemon, a farm with fifty dependents going down,
+the real slack-sdk client posting to a Slack-compatible server on loopback.
+One root cause gives one message naming it and the critical nodes; the
+recovery updates it. Every wait is bounded; nothing asserts a duration."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from watchdog.cli import main
+from watchdog.daemon import Daemon
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "xoxb-daemon-test-T0KEN-5151"
+DEADLINE_S = 20.0
+
+
+def _load_server() -> ModuleType:
+    # Tests are imported with --import-mode=importlib: no sibling imports.
+    path = Path(__file__).with_name("slack_server.py")
+    spec = importlib.util.spec_from_file_location("slack_server", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("slack_server", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+SlackServer = _load_server().SlackServer
+
+
+def estate(flag: Path, slack_url: str, state: Path) -> str:
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    services = "".join(f"  svc-{i:02}: {{runs_on: [farm]}}\n" for i in range(48))
+    return (
+        textwrap.dedent(
+            f"""\
+            version: 1
+            state: {{path: {state}}}
+            alerts:
+              settle: 300ms
+              slack:
+                token_env: WATCHDOG_TEST_SLACK_TOKEN
+                base_url: {slack_url}
+                channels: {{critical: "#incidents", default: "#ops"}}
+            nodes:
+              farm:
+                kind: farm
+                probes:
+                  - exec: [/bin/sh, -c, "{probe}"]
+                    interval: 100ms
+                    failure_threshold: 1
+                    success_threshold: 1
+              workflow: {{critical: true, runs_on: [farm]}}
+              checkout: {{critical: true, runs_on: [farm]}}
+            """
+        )
+        + services
+    )
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WATCHDOG_TEST_SLACK_TOKEN", TOKEN)
+    with SlackServer(token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS"}) as server:
+        yield server
+
+
+async def until(what: Any, deadline: float = DEADLINE_S) -> Any:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not (got := what()):
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {deadline}s")
+        await asyncio.sleep(0.05)
+    return got
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, slack: Any) -> AsyncIterator[Daemon]:
+    (tmp_path / "farm-ok").touch()
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(tmp_path / "farm-ok", slack.base_url, tmp_path / "state.db"))
+    running = Daemon(path, listen=("127.0.0.1", 0))
+    task = asyncio.create_task(running.run())
+    try:
+        await until(running.ready)
+        yield running
+    finally:
+        running.stop()
+        await asyncio.wait_for(task, DEADLINE_S)
+
+
+async def test_a_farm_with_fifty_dependents_gives_exactly_one_slack_message(
+    daemon: Daemon, slack: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "farm-ok").unlink()
+    [post] = await until(lambda: slack.calls_to("chat.postMessage"))
+
+    # Let the alert loop run more rounds: nothing else may be sent.
+    rounds = daemon.alert_rounds
+    await until(lambda: daemon.alert_rounds >= rounds + 3)
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert daemon.outbox.counts() == {("slack", "delivered"): 1}
+
+    assert post.params["channel"] == "#incidents"
+    text = post.params["text"]
+    assert "farm" in text
+    assert "checkout" in text
+    assert "workflow" in text
+    assert TOKEN not in str([call.params for call in slack.calls])
+
+    (tmp_path / "farm-ok").touch()
+    await until(lambda: slack.calls_to("chat.update"))
+    [update] = slack.calls_to("chat.update")
+    assert update.params["ts"] == slack.messages[0].ts
+
+
+def test_run_refuses_to_start_without_the_slack_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("WATCHDOG_TEST_SLACK_TOKEN", raising=False)
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(tmp_path / "flag", "http://127.0.0.1:9/api/", tmp_path / "state.db"))
+    assert main(["run", str(path)]) == 3
+    assert capsys.readouterr().err == (
+        "watchdog run: alerts.slack.token_env: the environment variable "
+        "WATCHDOG_TEST_SLACK_TOKEN is not set or empty\n"
+    )
+    assert not (tmp_path / "state.db").exists()
