@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from alerts.rules import Alerting
 from topology import ACTION_KINDS, Action, parse_duration
 from topology.document import suggest
 from watchdog.live import LiveState
@@ -29,11 +30,21 @@ class Reload:
     problems: tuple[str, ...] = ()
 
 
+class OutboxCounts(Protocol):
+    """What the API reads of the outbox."""
+
+    def counts(self) -> dict[tuple[str, str], int]: ...
+
+
 class Backend(Protocol):
     """What the API needs of the daemon."""
 
     live: LiveState
     registry: CollectorRegistry
+    alerting: Alerting
+
+    @property
+    def outbox(self) -> OutboxCounts: ...
 
     def healthy(self) -> bool: ...
 
@@ -143,6 +154,26 @@ def create_app(backend: Backend) -> Starlette:
             {"since_s": window, "incidents": list(backend.incidents(backend.now() - window, node))}
         )
 
+    async def alerts(request: Request) -> Response:
+        firing = [
+            {
+                "key": a.key,
+                "kind": a.kind,
+                "severity": a.severity,
+                "root_cause": list(a.root_cause),
+                "summary": a.summary,
+                "started_at": a.started_at,
+                "critical": [i.node for i in a.critical],
+                "collateral": len(a.collateral),
+            }
+            for a in backend.alerting.alerts
+        ]
+        outbox = [
+            {"sink": sink, "state": state, "count": count}
+            for (sink, state), count in sorted(backend.outbox.counts().items())
+        ]
+        return JSONResponse({"alerts": firing, "outbox": outbox})
+
     async def reload(request: Request) -> Response:
         outcome = await backend.reload()
         if outcome.ok:
@@ -159,5 +190,6 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/v1/status", status),
         Route("/api/v1/blast-radius", blast_radius),
         Route("/api/v1/incidents", incidents),
+        Route("/api/v1/alerts", alerts),
     ]
     return Starlette(routes=routes)

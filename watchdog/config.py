@@ -108,6 +108,10 @@ class AlertsConfig:
     slack: SlackConfig | None = None
     alertmanager_url: str | None = None
     webhook_url: str | None = None
+    # The dead man's switch: an always-firing `Watchdog` alert to
+    # Alertmanager and/or a GET of this URL, every heartbeat interval.
+    heartbeat_url: str | None = None
+    heartbeat_interval_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +234,7 @@ class _Settings:
 
     def _alerts(self, node: YamlNode) -> None:
         reader = self.reader
-        keys = ("settle", "repeat_interval", "slack", "alertmanager", "webhook")
+        keys = ("settle", "repeat_interval", "slack", "alertmanager", "webhook", "heartbeat")
         fields = reader.mapping(node, "alerts", keys)
         if not fields:
             return
@@ -247,9 +251,16 @@ class _Settings:
         )
         slack = self._slack(values["slack"]) if "slack" in values else None
         urls = {}
-        for key in ("alertmanager", "webhook"):
+        interval = None
+        for key in ("alertmanager", "webhook", "heartbeat"):
             if key in values:
-                sub = reader.mapping(values[key], f"alerts.{key}", ("url",)) or {}
+                allowed = ("url", "interval") if key == "heartbeat" else ("url",)
+                sub = reader.mapping(values[key], f"alerts.{key}", allowed) or {}
+                if key == "heartbeat":
+                    if "interval" in sub:
+                        interval = reader.duration(sub["interval"][1], "alerts.heartbeat.interval")
+                    if "url" not in sub:
+                        continue  # a heartbeat to Alertmanager alone needs no URL
                 if "url" not in sub:
                     reader.problem(values[key], f"alerts.{key}", "missing 'url'")
                     continue
@@ -268,6 +279,8 @@ class _Settings:
             slack=slack,
             alertmanager_url=urls.get("alertmanager"),
             webhook_url=urls.get("webhook"),
+            heartbeat_url=urls.get("heartbeat"),
+            heartbeat_interval_s=interval or 60.0,
         )
 
     def _slack(self, node: YamlNode) -> SlackConfig | None:

@@ -20,7 +20,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from alerts.delivery import Delivery
-from alerts.model import Sink
+from alerts.model import Alert, Notification, Sink, SinkError
 from alerts.rules import Alerting, Policy
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.console import ConsoleSink
@@ -178,13 +178,18 @@ class Daemon:
         )
         self.scheduler.start()
         alerting = asyncio.create_task(self._alert_loop())
+        beating = None
+        if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
+            beating = asyncio.create_task(self._heartbeat_loop())
         try:
             stopped = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             log.info("stopping")
-            alerting.cancel()
-            await asyncio.wait({alerting}, timeout=5)
+            for task in (alerting, beating):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=5)
             await self.scheduler.shutdown(grace_s=2)
             self._server.should_exit = True
             await asyncio.wait({serving}, timeout=5)
@@ -235,7 +240,7 @@ class Daemon:
             if slack.webhook_url_env is not None:
                 url = _secret(slack.webhook_url_env, "alerts.slack.webhook_url_env")
                 sinks.append(SlackWebhookSink(url, link_base=link))
-        if alerts.alertmanager_url is not None or alerts.webhook_url is not None:
+        if alerts.alertmanager_url or alerts.webhook_url or alerts.heartbeat_url:
             self._sink_client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         if alerts.alertmanager_url is not None:
             assert self._sink_client is not None
@@ -264,6 +269,46 @@ class Daemon:
                 log.exception("alert loop failed")
             await asyncio.sleep(tick_s)
 
+    async def _heartbeat_loop(self) -> None:
+        """The dead man's switch: while the daemon lives, an always-firing
+        `Watchdog` alert in Alertmanager and a GET of the heartbeat URL, so
+        that its own death is noticed."""
+        alerts = self.config.alerts
+        started = self.clock()
+        beats = 0
+        while True:
+            beats += 1
+            await self.beat(started, beats)
+            await asyncio.sleep(alerts.heartbeat_interval_s)
+
+    async def beat(self, started: float, number: int) -> None:
+        """One heartbeat to every place that listens for it; failures are
+        logged (the absence of beats is what the other side watches)."""
+        alive = Alert(
+            key="heartbeat",
+            kind="heartbeat",
+            severity="info",
+            root_cause=(),
+            summary="the watchdog is alive: this alert fires as long as it runs",
+            started_at=started,
+        )
+        note = Notification(f"heartbeat#{number}", alive, "firing", self.clock())
+        for sink in self.sinks:
+            if isinstance(sink, AlertmanagerSink):
+                try:
+                    await sink.send(note, None)
+                except SinkError as err:
+                    log.warning("heartbeat failed sink=%s error=%s", sink.name, err)
+        url = self.config.alerts.heartbeat_url
+        if url is not None and self._sink_client is not None:
+            try:
+                response = await self._sink_client.get(url)
+                if response.status_code >= 400:
+                    log.warning("heartbeat failed url_status=%d", response.status_code)
+            except httpx.HTTPError as err:
+                # The URL may carry a token: name the error, not the URL.
+                log.warning("heartbeat failed error=%s", type(err).__name__)
+
     async def alert_once(self) -> int:
         """One round of the alert loop; returns the notifications delivered."""
         self.alert_rounds += 1
@@ -273,7 +318,9 @@ class Daemon:
         notes = self.alerting.update(now, self.live.failed(), self.live.drifting())
         if notes:
             self.outbox.put(notes, list(self.delivery.sinks), now)
-        return await self.delivery.run_once()
+        delivered = await self.delivery.run_once()
+        self.metrics.outbox(self.outbox.counts())
+        return delivered
 
     # --- the probe loop ---------------------------------------------------
 

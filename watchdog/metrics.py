@@ -4,7 +4,7 @@ probe keys, never URLs or error text)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -85,6 +85,12 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=registry,
         )
+        self.outbox_entries = Gauge(
+            "watchdog_outbox_notifications",
+            "Notifications in the outbox by sink and state (pending, delivered, failed).",
+            ["sink", "state"],
+            registry=registry,
+        )
         self.ready = Gauge(
             "watchdog_ready",
             "1 once the topology is loaded and every probe has reported once.",
@@ -127,6 +133,12 @@ class Metrics:
             self.drift.clear()
             for node in drift:
                 self.drift.labels(node).set(1)
+
+    def outbox(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """The outbox's entries per (sink, state); a permanent failure shows
+        as `state="failed"` and stays until the history is pruned."""
+        for (sink, state), count in counts.items():
+            self.outbox_entries.labels(sink, state).set(count)
 
     def reloaded(self, ok: bool, at: float) -> None:
         """The outcome of a (re)load of the configuration."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from watchdog.cli import main
@@ -123,6 +124,20 @@ async def test_a_farm_with_fifty_dependents_gives_exactly_one_slack_message(
     assert "workflow" in text
     assert TOKEN not in str([call.params for call in slack.calls])
 
+    port = daemon.port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        shown = (await client.get("/api/v1/alerts")).json()
+        metrics = (await client.get("/metrics")).text
+    [alert] = shown["alerts"]
+    assert (alert["key"], alert["severity"], alert["critical"], alert["collateral"]) == (
+        "outage:farm",
+        "critical",
+        ["checkout", "workflow"],
+        48,
+    )
+    assert shown["outbox"] == [{"sink": "slack", "state": "delivered", "count": 1}]
+    assert 'watchdog_outbox_notifications{sink="slack",state="delivered"} 1.0' in metrics
+
     (tmp_path / "farm-ok").touch()
     await until(lambda: slack.calls_to("chat.update"))
     [update] = slack.calls_to("chat.update")
@@ -141,3 +156,35 @@ def test_run_refuses_to_start_without_the_slack_token(
         "WATCHDOG_TEST_SLACK_TOKEN is not set or empty\n"
     )
     assert not (tmp_path / "state.db").exists()
+
+
+async def test_the_heartbeat_pings_while_the_daemon_lives(tmp_path: Path) -> None:
+    pings: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readline()
+        pings.append(request.decode().split()[1])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        "version: 1\n"
+        f"state: {{path: {tmp_path / 'state.db'}}}\n"
+        "alerts:\n"
+        f"  heartbeat: {{url: 'http://127.0.0.1:{port}/ping/secret', interval: 100ms}}\n"
+        "nodes:\n  a: {}\n"
+    )
+    daemon = Daemon(path, listen=("127.0.0.1", 0))
+    task = asyncio.create_task(daemon.run())
+    try:
+        await until(lambda: len(pings) >= 3)
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, DEADLINE_S)
+        server.close()
+        await server.wait_closed()
+    assert set(pings) == {"/ping/secret"}

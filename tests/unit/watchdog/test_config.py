@@ -108,3 +108,54 @@ def test_it_reports_the_topologys_problems_and_its_own_together(tmp_path: Path) 
         "19: nodes.a.probes[7]: expected a probe such as {http: URL}, {tcp: host:port} "
         "or {exec: command}",
     ]
+
+
+def test_it_reads_the_alerts_section(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\n"
+        "alerts:\n"
+        "  settle: 0s\n"
+        "  repeat_interval: 1h\n"
+        "  slack: {token_env: TOKEN, channels: {critical: '#inc', default: '#ops'}}\n"
+        "  alertmanager: {url: 'http://127.0.0.1:9093'}\n"
+        "  webhook: {url: 'http://127.0.0.1:8099/hook'}\n"
+        "  heartbeat: {url: 'http://127.0.0.1:8099/ping', interval: 30s}\n"
+        "nodes:\n  a: {}\n"
+    )
+    alerts = load_config(path).alerts
+    assert (alerts.settle_s, alerts.repeat_interval_s) == (0.0, 3600.0)
+    assert alerts.slack is not None
+    assert (alerts.slack.token_env, dict(alerts.slack.channels)) == (
+        "TOKEN",
+        {"critical": "#inc", "default": "#ops"},
+    )
+    assert (alerts.alertmanager_url, alerts.webhook_url) == (
+        "http://127.0.0.1:9093",
+        "http://127.0.0.1:8099/hook",
+    )
+    assert (alerts.heartbeat_url, alerts.heartbeat_interval_s) == (
+        "http://127.0.0.1:8099/ping",
+        30.0,
+    )
+
+
+def test_it_refuses_secrets_in_the_file_and_incomplete_sinks(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        "alerts:\n"
+        "  slack: {token: xoxb-1234, channels: {critical: '#inc'}, token_env: T}\n"
+        "  alertmanager: {}\n"
+        "  webhook: {url: ftp://x, interval: 1s}\n"
+        "nodes:\n  a: {}\n"
+    )
+    found = problems(tmp_path, text)
+    assert found == [
+        "3: alerts.slack.token: secrets never sit in the file: name an environment variable "
+        "with token_env",
+        '3: alerts.slack.channels: name a default channel, e.g. channels: {default: "#ops"}',
+        "4: alerts.alertmanager: missing 'url'",
+        "5: alerts.webhook: unknown key 'interval'",
+        "5: alerts.webhook.url: expected an http:// or https:// URL, got 'ftp://x'",
+    ]
+    assert not any("xoxb-1234" in p for p in found)
