@@ -141,9 +141,14 @@ class Daemon:
                 log.error("reload refused: %s", problem)
             self.metrics.reloaded(False, self.clock())
             return Reload(False, problems)
+        removed = set(self.config.topology.nodes) - set(config.topology.nodes)
         self.config = config
         self._checks = self._build(config.probes)
         transitions = self.live.replace(config.topology, config.probes)
+        if removed:
+            # Nothing will report them up again: their open incidents end now.
+            ended = self.store.end_incidents(removed, self.clock())
+            log.info("reload removed nodes=%d ended_incidents=%d", len(removed), ended)
         self.scheduler.replace(config.probes)
         self._commit(transitions)
         self._publish(everything=True)

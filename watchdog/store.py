@@ -15,7 +15,7 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,6 +312,22 @@ class Store:
             connection = self._open_connection()
             with self._errors(doing):
                 return connection.execute(sql, tuple(parameters)).fetchall()
+
+    def end_incidents(self, nodes: Iterable[str], at: float) -> int:
+        """End the open incidents of `nodes` at `at` (a reload removed them
+        from the topology: nothing will ever report them up); return how
+        many were ended."""
+        names = sorted(set(nodes))
+        if not names:
+            return 0
+        with self.transaction("cannot end incidents") as connection:
+            before = connection.total_changes
+            connection.executemany(
+                "UPDATE incidents SET ended_at = max(?, started_at)"
+                " WHERE node = ? AND ended_at IS NULL",
+                [(at, name) for name in names],
+            )
+            return connection.total_changes - before
 
     def open_incidents(self) -> list[Incident]:
         """Every incident still open, oldest first: what a restarted daemon

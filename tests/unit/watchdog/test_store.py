@@ -609,3 +609,17 @@ def test_it_keeps_every_committed_transition_through_kill_9(tmp_path: Path) -> N
             ("orders-search", 200.0),
             ("orders-workflow", None),
         ]
+
+
+def test_it_ends_the_open_incidents_of_nodes_a_reload_removed(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db", clock=lambda: 0.0) as store:
+        down = [
+            Transition("gone", "effective", State.UP, State.DOWN, 100.0, ("gone",)),
+            Transition("kept", "effective", State.UP, State.DOWN, 100.0, ("kept",)),
+        ]
+        store.record(down, recovery_targets={"gone": 600.0, "kept": 600.0})
+        assert store.end_incidents(["gone", "never-seen"], 50.0) == 1
+        assert [(i.node, i.ended_at) for i in store.incidents(0)] == [
+            ("gone", 100.0),  # never before it started
+            ("kept", None),
+        ]
