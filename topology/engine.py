@@ -93,6 +93,20 @@ class States(Mapping[str, State]):
         """Only the nodes that are not up, by name."""
         return {name: _STATES[v] for name, v in sorted(self._run.state.items()) if v != _UP}
 
+    def worsened(self, name: str, observed: State) -> tuple[States, frozenset[str]]:
+        """These states after `name`'s observation got worse: the new states
+        and the nodes whose state changed. Cheaper than `evaluate` (only what
+        gets worse is visited) and the same result, since a worse
+        observation only ever makes the fixpoint worse; for an observation
+        that got better, `evaluate` afresh."""
+        run = self._run.copy()
+        if observed <= run.state.get(name, _UP):
+            return States(self._topology, run), frozenset()
+        run.state[name] = int(observed)
+        changed = run.propagate(self._topology.index, [name])
+        changed.add(name)
+        return States(self._topology, run), frozenset(changed)
+
     def causes(self, name: str) -> tuple[str, ...]:
         """The root causes of a degraded or down node: the failed nodes, found
         by following the requirements that explain each state, that nothing

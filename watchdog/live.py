@@ -169,7 +169,24 @@ class LiveState:
             return []
         cause = (node,) if after >= State.DEGRADED else ()
         changes = [Transition(node, "observed", before, after, now, cause, reason)]
+        if after > before:
+            # Worse: propagate from where we are, visiting only what gets
+            # worse (a farm failing is a thousand of these in a row).
+            return changes + self._worsen(node, after, now)
         return changes + self._reevaluate(now)
+
+    def _worsen(self, node: str, observed: State, now: float) -> list[Transition]:
+        old = self._states
+        new, changed = old.worsened(node, observed)
+        self._states = new
+        out = []
+        for name in sorted(changed):
+            if old[name] != new[name]:
+                self._since[name] = now
+                out.append(
+                    Transition(name, "effective", old[name], new[name], now, new.causes(name))
+                )
+        return out
 
     def _first_picture(self, now: float) -> list[Transition]:
         """Every probed node's observation, then every effective state, as

@@ -627,3 +627,23 @@ def test_fail_reports_what_one_failure_alone_does(data: st.DataObject, s: Scenar
         for g in node.groups
         if g.redundant and counts(g, expected)[0] < g.min
     ]
+
+
+@PROPERTY
+@given(st.data(), scenarios(max_actions=0))
+def test_worsening_one_observation_equals_evaluating_afresh(
+    data: st.DataObject, s: Scenario
+) -> None:
+    topo = s.topology()
+    name = data.draw(st.sampled_from(s.names), label="node")
+    before = s.observed.get(name, UP)
+    worse = data.draw(st.sampled_from([v for v in State if v >= before]), label="worse")
+    observed = {**s.observed, name: worse}
+
+    states, changed = topology.evaluate(topo, s.observed).worsened(name, worse)
+    fresh = topology.evaluate(topo, observed)
+
+    assert dict(states) == dict(fresh)
+    assert states.no_spare == fresh.no_spare
+    old = topology.evaluate(topo, s.observed)
+    assert {n for n in topo.nodes if old[n] != fresh[n]} <= changed
