@@ -177,10 +177,15 @@ class LiveState:
 
     def _worsen(self, node: str, observed: State, now: float) -> list[Transition]:
         old = self._states
-        new, changed = old.worsened(node, observed)
-        self._states = new
+        self._states, changed = old.worsened(node, observed)
+        return self._changes(old, changed, now)
+
+    def _changes(self, old: States, names: Iterable[str], now: float) -> list[Transition]:
+        """The effective transitions from `old` to the states in force, for
+        the nodes `names` (those that may have changed), by node."""
+        new = self._states
         out = []
-        for name in sorted(changed):
+        for name in sorted(names):
             if old[name] != new[name]:
                 self._since[name] = now
                 out.append(
@@ -210,16 +215,8 @@ class LiveState:
 
     def _reevaluate(self, now: float) -> list[Transition]:
         old = self._states
-        new = self._states = evaluate(self._topology, self._observed)
-        changed = sorted(set(old.not_up()) | set(new.not_up()))
-        out = []
-        for name in changed:
-            if old[name] != new[name]:
-                self._since[name] = now
-                out.append(
-                    Transition(name, "effective", old[name], new[name], now, new.causes(name))
-                )
-        return out
+        self._states = evaluate(self._topology, self._observed)
+        return self._changes(old, set(old.not_up()) | set(self._states.not_up()), now)
 
     def replace(self, topology: Topology, probes: Sequence[ProbeConfig]) -> list[Transition]:
         """Put a reloaded topology in force, keeping what unchanged probes
