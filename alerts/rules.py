@@ -111,7 +111,7 @@ class Alerting:
         alert, policy = tracked.alert, self.policy
         named = frozenset(i.node for i in alert.critical)
         if tracked.fired_at is None:
-            if now - tracked.first_seen < policy.settle_s:
+            if now < self._settled_at(tracked):
                 return []
             tracked.fired_at = now
             tracked.critical_named = named
@@ -126,6 +126,17 @@ class Alerting:
             out.append(self._notify(tracked, alert, "repeat", now))
         tracked.critical_named |= named
         return out
+
+    def _settled_at(self, tracked: _Tracked) -> float:
+        """When a pending alert may speak: `settle_s` after its problem
+        started (its earliest failure), not after a caller first saw it."""
+        return min(tracked.first_seen, tracked.alert.started_at) + self.policy.settle_s
+
+    def next_due(self) -> float | None:
+        """The earliest time a settling alert becomes due, so a caller on a
+        tick can wake for it instead of waiting for the next tick."""
+        pending = [self._settled_at(t) for t in self._tracked.values() if t.fired_at is None]
+        return min(pending, default=None)
 
     def _escalations(self, tracked: _Tracked, now: float) -> Alert | None:
         """The alert with an escalation summary when a critical node's outage

@@ -267,12 +267,24 @@ class Daemon:
     async def _alert_loop(self, tick_s: float = 1.0) -> None:
         """Every tick: the alert rules over the live state, new notifications
         into the outbox, then whatever is due delivered."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
         while True:
             try:
                 await self.alert_once()
             except Exception:  # the loop must outlive any one failure
                 log.exception("alert loop failed")
-            await asyncio.sleep(tick_s)
+            # Fixed deadlines, so rounds do not drift by their own duration;
+            # and an alert that settles between ticks is sent when it settles.
+            next_tick += tick_s
+            wake = next_tick
+            due = self.alerting.next_due()
+            if due is not None:
+                wake = min(wake, loop.time() + max(0.0, due - self.clock()))
+            # Never a busy loop, even if a round keeps failing.
+            await asyncio.sleep(max(0.05, wake - loop.time()))
+            if loop.time() > next_tick + tick_s:  # far behind (a suspended VM): catch up once
+                next_tick = loop.time()
 
     async def _heartbeat_loop(self) -> None:
         """The dead man's switch: while the daemon lives, an always-firing

@@ -138,3 +138,13 @@ def test_notification_ids_are_unique_and_stable_per_occurrence() -> None:
         "outage:farm-oms-1@100.000#2:resolved",
         "outage:farm-oms-1@300.000#1:firing",
     ]
+
+
+def test_the_settle_window_counts_from_the_failure_not_from_when_it_was_seen() -> None:
+    alerting = Alerting(Policy(settle_s=10))
+    assert alerting.update(105, farm_down(since=100)) == []
+    assert alerting.next_due() == 110
+    assert events(alerting.update(110, farm_down(since=100))) == [
+        ("outage:farm-oms-1", "firing", "critical")
+    ]
+    assert alerting.next_due() is None
