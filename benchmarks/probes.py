@@ -18,9 +18,9 @@ interval and a bit:
   connections nginx accepted (reused connections: close to 0);
 - ours, `bare` (unless --skip-bare): the ProbeScheduler running
   HttpProbe.check() and keeping the verdict in a dict, nothing else, with
-  our HttpClients (httpx's own transport) and, when the `httpx-aiohttp`
-  package is installed, with an httpx.AsyncClient on its transport
-  (HttpClients takes no transport, so that client is built beside it);
+  our HttpClients (on httpx-aiohttp's transport since it was chosen by this
+  measurement) and with a bare httpx.AsyncClient on that transport built
+  beside it;
 - theirs (unless --skip-blackbox): Debian's prometheus-blackbox-exporter
   with an http_2xx module, asked GET /probe?target=URL&module=http_2xx for
   the same URLs at the same rate by a small asyncio client in this process
@@ -41,8 +41,7 @@ assertions: tests never time anything.
         [--warmup 12] [--trials 5] [--skip-blackbox] [--skip-bare]
 
 Needs nginx (`apt-get install nginx-light`) and, unless --skip-blackbox,
-prometheus-blackbox-exporter; for the aiohttp transport, `pip install
-httpx-aiohttp` into the venv (it is not a dependency of the project).
+prometheus-blackbox-exporter.
 """
 
 from __future__ import annotations
