@@ -1,9 +1,11 @@
 """The HTTP API: metrics, health, live status, blast radius on live state,
-incidents, and reload. Read-only endpoints need no credentials; the only
-mutating one here is the reload (bound to 127.0.0.1 by default)."""
+incidents, alerts, maneuvers, and reload. Read-only endpoints need no
+credentials; mutating ones (reload, maneuvers) need the bearer token from
+the daemon's environment."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,12 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from alerts.model import Notification
 from alerts.rules import Alerting
 from topology import ACTION_KINDS, Action, parse_duration
 from topology.document import suggest
 from watchdog.live import LiveState
+from watchdog.maneuvers import ManeuverError, Maneuvers
 
-__all__ = ["Backend", "Reload", "create_app"]
+__all__ = ["TOKEN_ENV", "Backend", "Reload", "create_app"]
+
+# The environment variable holding the bearer token of mutating endpoints.
+TOKEN_ENV = "WATCHDOG_API_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,9 @@ class OutboxCounts(Protocol):
 class Backend(Protocol):
     """What the API needs of the daemon."""
 
+    maneuvers: Maneuvers
+    api_token: str | None
+
     live: LiveState
     registry: CollectorRegistry
     alerting: Alerting
@@ -55,6 +65,8 @@ class Backend(Protocol):
     def incidents(self, since: float, node: str | None = None) -> Sequence[dict[str, Any]]: ...
 
     def reload(self) -> Awaitable[Reload]: ...
+
+    def announce(self, notification: Notification) -> None: ...
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -174,7 +186,79 @@ def create_app(backend: Backend) -> Starlette:
         ]
         return JSONResponse({"alerts": firing, "outbox": outbox})
 
+    def refused(request: Request) -> Response | None:
+        """Mutating endpoints need `Authorization: Bearer <token>`; with no
+        token in the daemon's environment they are disabled."""
+        token = backend.api_token
+        if token is None:
+            message = (
+                f"mutating endpoints are disabled: set {TOKEN_ENV} in the daemon's environment"
+            )
+            return JSONResponse({"problems": [message]}, status_code=403)
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            message = f"a bearer token is required: Authorization: Bearer ${TOKEN_ENV}"
+            return JSONResponse({"problems": [message]}, status_code=401)
+        return None
+
+    async def maneuvers(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"maneuvers": [m.to_json() for m in backend.maneuvers.recent()]})
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"problems": ["expected a JSON body"]}, status_code=400)
+        live = backend.live
+        problems: list[str] = []
+        actions: list[Action] = []
+        raw = body.get("actions") if isinstance(body, dict) else None
+        for item in raw if isinstance(raw, list) else []:
+            kind = item.get("action") if isinstance(item, dict) else None
+            node = item.get("node") if isinstance(item, dict) else None
+            if kind not in ACTION_KINDS:
+                problems.append(f"action {kind!r}: use {', '.join(ACTION_KINDS)}")
+            elif not isinstance(node, str) or node not in live.topology:
+                hint = suggest(str(node), live.topology.nodes)
+                problems.append(f"{kind} {node}: unknown node {node!r}{hint}")
+            else:
+                actions.append(Action(kind, node))
+        if not isinstance(raw, list) or not raw:
+            problems.append('name the maneuver: {"actions": [{"action": "shutdown", "node": N}]}')
+        if problems:
+            return JSONResponse({"problems": problems}, status_code=400)
+        try:
+            maneuver, note = backend.maneuvers.start(
+                live,
+                actions,
+                by=str(body.get("by", "")),
+                reason=str(body.get("reason", "")),
+                force=bool(body.get("force", False)),
+                at=backend.now(),
+            )
+        except ManeuverError as err:
+            return JSONResponse({"problems": [str(err)]}, status_code=400)
+        backend.announce(note)
+        return JSONResponse(
+            maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
+        )
+
+    async def end_maneuver(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            ident = int(request.path_params["ident"])
+            maneuver, note = backend.maneuvers.end(backend.live, ident, backend.now())
+        except ManeuverError as err:
+            status = 404 if str(err).startswith("no maneuver") else 409
+            return JSONResponse({"problems": [str(err)]}, status_code=status)
+        backend.announce(note)
+        return JSONResponse(maneuver.to_json())
+
     async def reload(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         outcome = await backend.reload()
         if outcome.ok:
             return JSONResponse({"reloaded": True})
@@ -191,5 +275,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/v1/blast-radius", blast_radius),
         Route("/api/v1/incidents", incidents),
         Route("/api/v1/alerts", alerts),
+        Route("/api/v1/maneuvers", maneuvers, methods=["GET", "POST"]),
+        Route("/api/v1/maneuvers/{ident:int}/end", end_maneuver, methods=["POST"]),
     ]
     return Starlette(routes=routes)

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
@@ -127,6 +128,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("file", metavar="FILE")
     run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
     run.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    maneuver = commands.add_parser(
+        "maneuver",
+        help="start or end a maneuver through the running daemon (checked on live state)",
+        description=(
+            "start: refused (exit 2) when a critical node would go down, unless --force "
+            "with a reason; end: checks that everything it impacted recovered (exit 1 "
+            "if not). Needs the daemon's bearer token in WATCHDOG_API_TOKEN."
+        ),
+    )
+    steps = maneuver.add_subparsers(dest="step", required=True, parser_class=_Parser)
+    start = steps.add_parser("start", help="ask for a maneuver")
+    start.add_argument("file", metavar="FILE")
+    _add_maneuver(start, required=True)
+    start.add_argument("--by", required=True, metavar="NAME")
+    start.add_argument("--reason", default="", metavar="TEXT")
+    start.add_argument("--force", action="store_true", help="do it even if critical nodes go down")
+    start.add_argument("--live", metavar="URL", help="the daemon (default: server.listen of FILE)")
+    end = steps.add_parser("end", help="end a maneuver and check the recovery")
+    end.add_argument("file", metavar="FILE")
+    end.add_argument("id", type=int, metavar="ID")
+    end.add_argument("--live", metavar="URL", help="the daemon (default: server.listen of FILE)")
 
     incidents = commands.add_parser(
         "incidents",
@@ -383,12 +406,71 @@ def _incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maneuver(args: argparse.Namespace) -> int:
+    from watchdog.config import load_config
+
+    try:
+        config = load_config(args.file)
+    except InvalidInput as err:
+        return _invalid(args, err)
+    url = (args.live or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+    if args.step == "start":
+        if args.down or args.unknown:
+            return _refuse(args, ["watchdog maneuver: the baseline is the daemon's live state"], [])
+        path = "/api/v1/maneuvers"
+        body: dict[str, Any] = {
+            "actions": [{"action": kind, "node": node} for kind, node in args.actions],
+            "by": args.by,
+            "reason": args.reason,
+            "force": args.force,
+        }
+    else:
+        path, body = f"/api/v1/maneuvers/{args.id}/end", {}
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {os.environ.get('WATCHDOG_API_TOKEN', '')}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as err:
+        answer = json.loads(err.read() or b"{}")
+        if err.code != 409 or "problems" in answer:
+            problems = answer.get("problems") or [f"http {err.code}"]
+            return _refuse(args, [f"watchdog maneuver: {p}" for p in problems], [])
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        return _refuse(args, [f"watchdog maneuver: cannot reach the daemon at {url}: {reason}"], [])
+    what = ", ".join(f"{a['action']} {a['node']}" for a in answer["actions"])
+    if args.step == "end":
+        print(f"maneuver {answer['id']} ({what}) ended: {answer['outcome']}")
+        return 0 if answer["outcome"] == "recovered" else 1
+    critical = [i["node"] for i in answer["impact"]["impacted"] if i["critical"]]
+    effect = f"critical {', '.join(critical)} impacted" if critical else "no critical node impacted"
+    if answer["state"] == "refused":
+        print(
+            f"REFUSED: {what} ({answer['verdict']}: {effect}); "
+            "--force with a --reason to do it anyway"
+        )
+        return 2
+    forced = " (forced)" if answer["forced"] else ""
+    print(f"maneuver {answer['id']} started{forced}: {what} ({answer['verdict']}: {effect})")
+    print(f"end it with: watchdog maneuver end {args.file} {answer['id']}")
+    return 0
+
+
 _COMMANDS = {
     "check": _check,
     "blast-radius": _blast_radius,
     "graph": _graph,
     "run": _run,
     "incidents": _incidents,
+    "maneuver": _maneuver,
 }
 
 

@@ -28,9 +28,10 @@ from alerts.sinks.slack import SlackSink, SlackWebhookSink
 from alerts.sinks.webhook import WebhookSink
 from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
-from watchdog.api import Reload, create_app
+from watchdog.api import TOKEN_ENV, Reload, create_app
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
 from watchdog.live import LiveState
+from watchdog.maneuvers import Maneuvers
 from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
@@ -103,6 +104,8 @@ class Daemon:
             )
         )
         self.outbox = Outbox(self.store)
+        self.maneuvers = Maneuvers(self.store)
+        self.api_token = os.environ.get(TOKEN_ENV) or None
         self.alert_rounds = 0
         self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
@@ -325,6 +328,11 @@ class Daemon:
             except httpx.HTTPError as err:
                 # The URL may carry a token: name the error, not the URL.
                 log.warning("heartbeat failed error=%s", type(err).__name__)
+
+    def announce(self, notification: Notification) -> None:
+        """Queue a notification for every sink (maneuvers); the alert loop
+        delivers it."""
+        self.outbox.put([notification], list(self.delivery.sinks), self.clock())
 
     async def alert_once(self) -> int:
         """One round of the alert loop; returns the notifications delivered."""

@@ -100,6 +100,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending'",
         "CREATE INDEX outbox_occurrence ON outbox (occurrence, sink, id)",
     ),
+    (
+        # Maneuvers (watchdog/maneuvers.py): who asked for what, the impact
+        # it had on live state when asked, and how it ended.
+        """
+        CREATE TABLE maneuvers (
+            id INTEGER PRIMARY KEY,
+            requested_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            actions TEXT NOT NULL,
+            impact TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            forced INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('refused', 'running', 'ended')),
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)

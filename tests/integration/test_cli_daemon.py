@@ -67,8 +67,14 @@ def estate(port: int, tmp: Path, extra: str = "") -> str:
     )
 
 
+TOKEN = "cli-api-T0KEN-7331"
+
+
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+def daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    monkeypatch.setenv("WATCHDOG_API_TOKEN", TOKEN)
     port = free_port()
     (tmp_path / "farm-ok").touch()
     path = tmp_path / "estate.yaml"
@@ -195,4 +201,51 @@ def test_sigterm_stops_cleanly_and_incidents_reads_what_it_kept(
     assert (bad.returncode, bad.stderr) == (
         3,
         "watchdog incidents: --since: bad duration 'a while': e.g. 30d\n",
+    )
+
+
+def test_maneuver_start_is_refused_then_forced_and_end_checks_recovery(
+    daemon: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
+) -> None:
+    _, url, path = daemon
+    refused = run_cli("maneuver", "start", str(path), "--shutdown", "farm", "--by", "alice")
+    assert (refused.returncode, refused.stdout) == (
+        2,
+        "REFUSED: shutdown farm (critical: critical workflow impacted); "
+        "--force with a --reason to do it anyway\n",
+    )
+    needs_reason = run_cli(
+        "maneuver", "start", str(path), "--shutdown", "farm", "--by", "alice", "--force"
+    )
+    assert (needs_reason.returncode, needs_reason.stderr) == (
+        3,
+        "watchdog maneuver: a forced maneuver needs a reason\n",
+    )
+    forced = run_cli(
+        "maneuver",
+        "start",
+        str(path),
+        "--shutdown",
+        "farm",
+        "--by",
+        "alice",
+        "--force",
+        "--reason",
+        "rack move",
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.splitlines()[0] == (
+        "maneuver 2 started (forced): shutdown farm (critical: critical workflow impacted)"
+    )
+    (tmp_path / "farm-ok").unlink()
+    until(lambda: status(url)["workflow"]["effective"] == "down")
+    ended = run_cli("maneuver", "end", str(path), "2")
+    assert (ended.returncode, ended.stdout) == (
+        1,
+        "maneuver 2 (shutdown farm) ended: not recovered: farm, workflow\n",
+    )
+    again = run_cli("maneuver", "end", str(path), "2")
+    assert (again.returncode, again.stderr) == (
+        3,
+        "watchdog maneuver: maneuver 2 is ended, not running\n",
     )

@@ -114,8 +114,15 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
+TOKEN = "api-T0KEN-for-tests-9911"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
-async def running(tmp_path: Path, farm: Target) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+async def running(
+    tmp_path: Path, farm: Target, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    monkeypatch.setenv("WATCHDOG_API_TOKEN", TOKEN)
     path = tmp_path / "estate.yaml"
     path.write_text(estate(farm.port, tmp_path / "history.db"))
     daemon = Daemon(path, listen=("127.0.0.1", 0))
@@ -220,7 +227,8 @@ async def test_a_bad_reload_keeps_the_running_topology_and_says_why(
     good = path.read_text()
     path.write_text(good.replace("runs_on: [farm]\n    probes", "runs_on: [frm]\n    probes"))
 
-    refused = await client.post("/-/reload")
+    assert (await client.post("/-/reload")).status_code == 401
+    refused = await client.post("/-/reload", headers=AUTH)
     assert refused.status_code == 400
     assert refused.json()["problems"] == [
         f"{path}:14: nodes.workflow.runs_on[0]: unknown node 'frm' (did you mean 'farm'?)"
@@ -230,7 +238,7 @@ async def test_a_bad_reload_keeps_the_running_topology_and_says_why(
     assert set(await status(client)) == {"farm", "search", "workflow"}
 
     path.write_text(good + "  reporting: {runs_on: [farm]}\n")
-    assert (await client.post("/-/reload")).status_code == 200
+    assert (await client.post("/-/reload", headers=AUTH)).status_code == 200
     assert set(await status(client)) == {"farm", "search", "workflow", "reporting"}
     metrics = samples((await client.get("/metrics")).text)
     assert metrics[("watchdog_config_last_reload_successful", ())] == 1
@@ -270,3 +278,59 @@ async def test_promtool_accepts_the_metrics(running: tuple[Daemon, httpx.AsyncCl
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_a_maneuver_that_takes_a_critical_node_down_is_refused_unless_forced(
+    running: tuple[Daemon, httpx.AsyncClient], farm: Target
+) -> None:
+    daemon, client = running
+    await until(daemon.ready)
+    body = {
+        "actions": [{"action": "shutdown", "node": "farm"}],
+        "by": "alice",
+        "reason": "relieve search",
+    }
+    assert (await client.post("/api/v1/maneuvers", json=body)).status_code == 401
+
+    refused = await client.post("/api/v1/maneuvers", json=body, headers=AUTH)
+    assert refused.status_code == 409
+    assert (refused.json()["state"], refused.json()["verdict"]) == ("refused", "critical")
+    assert [i["node"] for i in refused.json()["impact"]["impacted"] if i["critical"]] == [
+        "workflow"
+    ]
+
+    forced = await client.post("/api/v1/maneuvers", json={**body, "force": True}, headers=AUTH)
+    assert (forced.status_code, forced.json()["state"], forced.json()["forced"]) == (
+        201,
+        "running",
+        True,
+    )
+    ident = forced.json()["id"]
+
+    await farm.down()  # the maneuver happens
+
+    async def down() -> bool:
+        return (await status(client))["workflow"]["effective"] == "down"
+
+    await until(down)
+    ended = await client.post(f"/api/v1/maneuvers/{ident}/end", headers=AUTH)
+    assert ended.json()["outcome"] == "not recovered: farm, search, workflow"
+
+    listed = (await client.get("/api/v1/maneuvers")).json()["maneuvers"]
+    assert [(m["id"], m["state"], m["by"]) for m in listed] == [
+        (ident, "ended", "alice"),
+        (ident - 1, "refused", "alice"),
+    ]
+    sent = daemon.outbox.counts()
+    assert (
+        sum(n for (sink, _), n in sent.items() if sink == "console") >= 3
+    )  # refused, forced, ended
+
+    unknown = await client.post(
+        "/api/v1/maneuvers",
+        json={"actions": [{"action": "shutdown", "node": "frm"}], "by": "bob"},
+        headers=AUTH,
+    )
+    assert unknown.json() == {
+        "problems": ["shutdown frm: unknown node 'frm' (did you mean 'farm'?)"]
+    }

@@ -79,7 +79,7 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
         assert raw.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        assert tables.fetchall() == [("incidents",), ("outbox",), ("transitions",)]
+        assert tables.fetchall() == [("incidents",), ("maneuvers",), ("outbox",), ("transitions",)]
     finally:
         raw.close()
 
@@ -107,7 +107,7 @@ def test_it_applies_a_new_migration_step_to_an_existing_file(
     path = tmp_path / "state.db"
     with Store.open(path, clock=Clock()) as old:
         record(old, effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"))
-    step = ("CREATE TABLE maneuvers (id INTEGER PRIMARY KEY, node TEXT NOT NULL)",)
+    step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY, node TEXT NOT NULL)",)
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
 
     with Store.open(path, clock=Clock()) as new:
@@ -116,7 +116,7 @@ def test_it_applies_a_new_migration_step_to_an_existing_file(
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
-        assert raw.execute("SELECT count(*) FROM maneuvers").fetchone() == (0,)
+        assert raw.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
     finally:
         raw.close()
 
@@ -127,17 +127,17 @@ def test_it_leaves_the_file_at_its_version_when_a_migration_step_fails(
     path = tmp_path / "state.db"
     Store.open(path, clock=Clock()).close()
     # The first statement succeeds, the second fails: neither may remain.
-    step = ("CREATE TABLE maneuvers (id INTEGER PRIMARY KEY)", "CREATE TABLE maneuvers (x)")
+    step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY)", "CREATE TABLE scratch (x)")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
 
     assert refusal(path) == (
         f"{path}: migration to schema version {len(MIGRATIONS) + 1} failed: "
-        "table maneuvers already exists"
+        "table scratch already exists"
     )
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
-        names = raw.execute("SELECT name FROM sqlite_master WHERE name = 'maneuvers'")
+        names = raw.execute("SELECT name FROM sqlite_master WHERE name = 'scratch'")
         assert names.fetchall() == []
     finally:
         raw.close()
