@@ -22,6 +22,7 @@ from topology import ACTION_KINDS, Action, parse_duration
 from topology.document import suggest
 from watchdog.live import LiveState
 from watchdog.maneuvers import ManeuverError, Maneuvers
+from watchdog.silences import SilenceError, Silences
 
 __all__ = ["TOKEN_ENV", "Backend", "Reload", "create_app"]
 
@@ -47,6 +48,7 @@ class Backend(Protocol):
     """What the API needs of the daemon."""
 
     maneuvers: Maneuvers
+    silences: Silences
     api_token: str | None
 
     live: LiveState
@@ -244,6 +246,56 @@ def create_app(backend: Backend) -> Starlette:
             maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
         )
 
+    async def silences(request: Request) -> Response:
+        now = backend.now()
+        if request.method == "GET":
+            return JSONResponse({"silences": [x.to_json() for x in backend.silences.active(now)]})
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"problems": ["expected a JSON body"]}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"problems": ["expected a JSON object"]}, status_code=400)
+        label = None
+        if isinstance(body.get("label"), str):
+            key, sep, value = body["label"].partition("=")
+            if not sep or not key:
+                return JSONResponse({"problems": ["label: expected key=value"]}, status_code=400)
+            label = (key, value)
+        try:
+            duration = parse_duration(str(body.get("for", "")))
+        except ValueError:
+            message = f"for: bad duration {body.get('for')!r}: e.g. 2h"
+            return JSONResponse({"problems": [message]}, status_code=400)
+        node = body.get("node")
+        try:
+            silence, note = backend.silences.add(
+                backend.live,
+                node=node if isinstance(node, str) else None,
+                label=label,
+                duration_s=duration,
+                by=str(body.get("by", "")),
+                reason=str(body.get("reason", "")),
+                force=bool(body.get("force", False)),
+                at=now,
+            )
+        except SilenceError as err:
+            status = 409 if "needed by critical" in str(err) else 400
+            return JSONResponse({"problems": [str(err)]}, status_code=status)
+        backend.announce(note)
+        return JSONResponse(silence.to_json(), status_code=201)
+
+    async def expire_silence(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            silence = backend.silences.expire(int(request.path_params["ident"]), backend.now())
+        except SilenceError as err:
+            return JSONResponse({"problems": [str(err)]}, status_code=404)
+        return JSONResponse({**silence.to_json(), "expired": True})
+
     async def end_maneuver(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
@@ -277,5 +329,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/v1/alerts", alerts),
         Route("/api/v1/maneuvers", maneuvers, methods=["GET", "POST"]),
         Route("/api/v1/maneuvers/{ident:int}/end", end_maneuver, methods=["POST"]),
+        Route("/api/v1/silences", silences, methods=["GET", "POST"]),
+        Route("/api/v1/silences/{ident:int}", expire_silence, methods=["DELETE"]),
     ]
     return Starlette(routes=routes)

@@ -36,6 +36,7 @@ from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
 from watchdog.scheduler import ProbeScheduler
+from watchdog.silences import Silences
 from watchdog.store import Store
 
 __all__ = ["Daemon", "StartError"]
@@ -105,6 +106,7 @@ class Daemon:
         )
         self.outbox = Outbox(self.store)
         self.maneuvers = Maneuvers(self.store)
+        self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
         self.alert_rounds = 0
         self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
@@ -341,6 +343,8 @@ class Daemon:
             return 0
         now = self.clock()
         notes = self.alerting.update(now, self.live.failed(), self.live.drifting())
+        topology = self.live.topology
+        notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
         if notes:
             self.outbox.put(notes, list(self.delivery.sinks), now)
         delivered = await self.delivery.run_once()

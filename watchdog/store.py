@@ -119,6 +119,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # Silences (watchdog/silences.py): by node or by label, with an
+        # expiry, a creator and a reason.
+        """
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            node TEXT,
+            label_key TEXT,
+            label_value TEXT,
+            created_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            forced INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            CHECK ((node IS NULL) != (label_key IS NULL))
+        )
+        """,
+        "CREATE INDEX silences_expires ON silences (expires_at)",
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)

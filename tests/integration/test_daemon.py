@@ -334,3 +334,43 @@ async def test_a_maneuver_that_takes_a_critical_node_down_is_refused_unless_forc
     assert unknown.json() == {
         "problems": ["shutdown frm: unknown node 'frm' (did you mean 'farm'?)"]
     }
+
+
+async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
+    running: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    daemon, client = running
+    body = {"node": "farm", "for": "2h", "by": "bob", "reason": "rack move"}
+    refused = await client.post("/api/v1/silences", json=body, headers=AUTH)
+    assert (refused.status_code, refused.json()["problems"]) == (
+        409,
+        [
+            "farm is needed by critical nodes: a silence there would hide their outage; "
+            "force it to silence anyway"
+        ],
+    )
+    forced = await client.post("/api/v1/silences", json={**body, "force": True}, headers=AUTH)
+    assert (forced.status_code, forced.json()["node"], forced.json()["forced"]) == (
+        201,
+        "farm",
+        True,
+    )
+    plain = await client.post(
+        "/api/v1/silences",
+        json={"node": "search", "for": "30m", "by": "bob", "reason": "reindex"},
+        headers=AUTH,
+    )
+    assert plain.status_code == 201
+    listed = (await client.get("/api/v1/silences")).json()["silences"]
+    assert [(s["node"], s["forced"]) for s in listed] == [("farm", True), ("search", False)]
+
+    expired = await client.delete(f"/api/v1/silences/{plain.json()['id']}", headers=AUTH)
+    assert expired.json()["expired"] is True
+    listed = (await client.get("/api/v1/silences")).json()["silences"]
+    assert [s["node"] for s in listed] == ["farm"]
+    bad = await client.post(
+        "/api/v1/silences", json={"node": "search", "for": "soon"}, headers=AUTH
+    )
+    assert bad.json() == {"problems": ["for: bad duration 'soon': e.g. 2h"]}
+    announced = sum(n for (sink, _), n in daemon.outbox.counts().items() if sink == "console")
+    assert announced == 2  # both silences, the forced one as a warning

@@ -1,0 +1,201 @@
+"""Silences: alerts muted for a while, by node or by label, each with an
+expiry, a creator and a reason. A silence on a node that critical nodes
+need is refused unless forced, and every silence is announced; and an
+alert that names a critical node taken down is never muted (folding is not
+hiding, and neither is silencing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from alerts.model import Alert, Notification, Severity
+from topology import Action, Topology, Verdict, format_duration, what_if
+from watchdog.live import LiveState
+from watchdog.store import Store
+
+__all__ = ["Silence", "SilenceError", "Silences"]
+
+
+class SilenceError(Exception):
+    """A request that cannot be taken (for people; the API answers 400/404)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Mutes the alerts whose root causes all match it, until `expires_at`."""
+
+    id: int
+    node: str | None
+    label: tuple[str, str] | None
+    by: str
+    reason: str
+    forced: bool
+    created_at: float
+    expires_at: float
+
+    @property
+    def matcher(self) -> str:
+        """`node farm-oms-1` or `label team=orders`."""
+        if self.node is not None:
+            return f"node {self.node}"
+        assert self.label is not None
+        return f"label {self.label[0]}={self.label[1]}"
+
+    def matches(self, node: str, labels: Mapping[str, str]) -> bool:
+        """Whether it covers `node` (with its labels)."""
+        if self.node is not None:
+            return node == self.node
+        return self.label is not None and labels.get(self.label[0]) == self.label[1]
+
+    def to_json(self) -> dict[str, Any]:
+        """The silence as the API shows it."""
+        return {
+            "id": self.id,
+            "node": self.node,
+            "label": f"{self.label[0]}={self.label[1]}" if self.label else None,
+            "by": self.by,
+            "reason": self.reason,
+            "forced": self.forced,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
+
+_COLUMNS = "id, node, label_key, label_value, created_by, reason, forced, created_at, expires_at"
+
+
+class Silences:
+    """Silences kept in the state store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(
+        self,
+        live: LiveState,
+        *,
+        node: str | None,
+        label: tuple[str, str] | None,
+        duration_s: float,
+        by: str,
+        reason: str,
+        force: bool,
+        at: float,
+    ) -> tuple[Silence, Notification]:
+        """Record a silence and its announcement. Refused (SilenceError)
+        when it would cover a node that critical nodes need, unless forced."""
+        if (node is None) == (label is None):
+            raise SilenceError("silence either a node or a label (key=value)")
+        if node is not None and node not in live.topology:
+            raise SilenceError(f"unknown node {node!r}")
+        if duration_s <= 0:
+            raise SilenceError("a silence needs a duration (for), e.g. 2h")
+        if not by.strip() or not reason.strip():
+            raise SilenceError("say who silences (by) and why (reason)")
+        covered = [
+            name
+            for name, n in live.topology.nodes.items()
+            if (node is not None and name == node)
+            or (label is not None and n.labels.get(label[0]) == label[1])
+        ]
+        needed = _needed_by_critical(live.topology, covered)
+        if needed and not force:
+            raise SilenceError(
+                f"{', '.join(needed)} {'is' if len(needed) == 1 else 'are'} needed by critical "
+                "nodes: a silence there would hide their outage; force it to silence anyway"
+            )
+        with self.store.transaction("cannot record a silence") as connection:
+            cursor = connection.execute(
+                f"INSERT INTO silences ({_COLUMNS.removeprefix('id, ')})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    node,
+                    label[0] if label else None,
+                    label[1] if label else None,
+                    by,
+                    reason,
+                    int(force),
+                    at,
+                    at + duration_s,
+                ),
+            )
+            ident = int(cursor.lastrowid or 0)
+        silence = self.get(ident)
+        severity: Severity = "warning" if needed else "info"
+        forced = " (forced: critical nodes need it)" if needed else ""
+        alert = Alert(
+            key=f"silence:{ident}",
+            kind="maneuver",
+            severity=severity,
+            root_cause=tuple(covered),
+            summary=(
+                f"{by} silenced {silence.matcher} for {format_duration(duration_s)}"
+                f"{forced}: {reason}"
+            ),
+            started_at=at,
+        )
+        return silence, Notification(f"silence:{ident}:added", alert, "firing", at)
+
+    def expire(self, ident: int, at: float) -> Silence:
+        """End a silence now."""
+        silence = self.get(ident)
+        with self.store.transaction("cannot expire a silence") as connection:
+            connection.execute(
+                "UPDATE silences SET expires_at = min(expires_at, ?) WHERE id = ?", (at, ident)
+            )
+        return silence
+
+    def get(self, ident: int) -> Silence:
+        """The silence `ident`; `SilenceError` when there is none."""
+        rows = self.store.query(
+            "cannot read silences", f"SELECT {_COLUMNS} FROM silences WHERE id = ?", (ident,)
+        )
+        if not rows:
+            raise SilenceError(f"no silence {ident}")
+        return _silence(rows[0])
+
+    def active(self, now: float) -> list[Silence]:
+        """The silences in force at `now`."""
+        rows = self.store.query(
+            "cannot read silences",
+            f"SELECT {_COLUMNS} FROM silences WHERE expires_at > ? ORDER BY id",
+            (now,),
+        )
+        return [_silence(row) for row in rows]
+
+    def muting(self, alert: Alert, topology: Topology, now: float) -> Silence | None:
+        """The silence that mutes `alert`, if any: every root cause covered,
+        and no critical node taken down named in it."""
+        if alert.critical or not alert.root_cause or alert.kind != "outage":
+            return None
+        for silence in self.active(now):
+            if all(
+                name in topology and silence.matches(name, topology.node(name).labels)
+                for name in alert.root_cause
+            ):
+                return silence
+        return None
+
+
+def _needed_by_critical(topology: Topology, nodes: list[str]) -> list[str]:
+    """The nodes among `nodes` whose loss alone would take a critical node
+    down or degrade it (the nodes critical ones need)."""
+    return sorted(
+        n for n in nodes if what_if(topology, {}, [Action("shutdown", n)]).verdict > Verdict.OK
+    )
+
+
+def _silence(row: Any) -> Silence:
+    ident, node, key, value, by, reason, forced, created, expires = row
+    return Silence(
+        id=ident,
+        node=node,
+        label=(key, value) if key is not None else None,
+        by=by,
+        reason=reason,
+        forced=bool(forced),
+        created_at=created,
+        expires_at=expires,
+    )
