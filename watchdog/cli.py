@@ -151,6 +151,32 @@ def _parser() -> argparse.ArgumentParser:
     end.add_argument("id", type=int, metavar="ID")
     end.add_argument("--live", metavar="URL", help="the daemon (default: server.listen of FILE)")
 
+    silence = commands.add_parser(
+        "silence",
+        help="add, list or expire silences in the running daemon",
+        description=(
+            "A silence on a node that critical nodes need is refused unless --force; an "
+            "alert that names a critical node is never muted. Needs WATCHDOG_API_TOKEN."
+        ),
+    )
+    silence_steps = silence.add_subparsers(dest="step", required=True, parser_class=_Parser)
+    add = silence_steps.add_parser("add", help="mute alerts of a node or label for a while")
+    add.add_argument("file", metavar="FILE")
+    add.add_argument("--node", metavar="NODE")
+    add.add_argument("--label", metavar="KEY=VALUE")
+    add.add_argument("--for", dest="duration", required=True, metavar="DURATION")
+    add.add_argument("--by", required=True, metavar="NAME")
+    add.add_argument("--reason", required=True, metavar="TEXT")
+    add.add_argument("--force", action="store_true")
+    add.add_argument("--live", metavar="URL")
+    listing = silence_steps.add_parser("list", help="the silences in force")
+    listing.add_argument("file", metavar="FILE")
+    listing.add_argument("--live", metavar="URL")
+    expire = silence_steps.add_parser("expire", help="end a silence now")
+    expire.add_argument("file", metavar="FILE")
+    expire.add_argument("id", type=int, metavar="ID")
+    expire.add_argument("--live", metavar="URL")
+
     incidents = commands.add_parser(
         "incidents",
         help="incident history per node from the daemon's store",
@@ -406,7 +432,13 @@ def _incidents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _maneuver(args: argparse.Namespace) -> int:
+def _daemon_call(
+    args: argparse.Namespace, command: str, method: str, path: str, body: dict[str, Any] | None
+) -> dict[str, Any] | int:
+    """One call to the running daemon's API (the URL from --live, or FILE's
+    server.listen), with the bearer token from WATCHDOG_API_TOKEN: its JSON
+    answer (a 409's too: it carries the refusal), or an exit code after
+    saying what went wrong."""
     from watchdog.config import load_config
 
     try:
@@ -414,38 +446,46 @@ def _maneuver(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         return _invalid(args, err)
     url = (args.live or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {os.environ.get('WATCHDOG_API_TOKEN', '')}",
+        },
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.load(response)
+    except urllib.error.HTTPError as err:
+        answer = json.loads(err.read() or b"{}")
+        if err.code != 409 or "problems" in answer:
+            problems = answer.get("problems") or [f"http {err.code}"]
+            return _refuse(args, [f"watchdog {command}: {p}" for p in problems], [])
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        return _refuse(
+            args, [f"watchdog {command}: cannot reach the daemon at {url}: {reason}"], []
+        )
+    return answer
+
+
+def _maneuver(args: argparse.Namespace) -> int:
     if args.step == "start":
         if args.down or args.unknown:
             return _refuse(args, ["watchdog maneuver: the baseline is the daemon's live state"], [])
-        path = "/api/v1/maneuvers"
         body: dict[str, Any] = {
             "actions": [{"action": kind, "node": node} for kind, node in args.actions],
             "by": args.by,
             "reason": args.reason,
             "force": args.force,
         }
+        answer = _daemon_call(args, "maneuver", "POST", "/api/v1/maneuvers", body)
     else:
-        path, body = f"/api/v1/maneuvers/{args.id}/end", {}
-    request = urllib.request.Request(
-        url + path,
-        data=json.dumps(body).encode(),
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {os.environ.get('WATCHDOG_API_TOKEN', '')}",
-        },
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as err:
-        answer = json.loads(err.read() or b"{}")
-        if err.code != 409 or "problems" in answer:
-            problems = answer.get("problems") or [f"http {err.code}"]
-            return _refuse(args, [f"watchdog maneuver: {p}" for p in problems], [])
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
-        return _refuse(args, [f"watchdog maneuver: cannot reach the daemon at {url}: {reason}"], [])
+        answer = _daemon_call(args, "maneuver", "POST", f"/api/v1/maneuvers/{args.id}/end", {})
+    if isinstance(answer, int):
+        return answer
     what = ", ".join(f"{a['action']} {a['node']}" for a in answer["actions"])
     if args.step == "end":
         print(f"maneuver {answer['id']} ({what}) ended: {answer['outcome']}")
@@ -464,6 +504,49 @@ def _maneuver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _silence(args: argparse.Namespace) -> int:
+    if args.step == "add":
+        if (args.node is None) == (args.label is None):
+            return _refuse(args, ["watchdog silence: name --node NODE or --label KEY=VALUE"], [])
+        body = {
+            "node": args.node,
+            "label": args.label,
+            "for": args.duration,
+            "by": args.by,
+            "reason": args.reason,
+            "force": args.force,
+        }
+        answer = _daemon_call(args, "silence", "POST", "/api/v1/silences", body)
+        if isinstance(answer, int):
+            return answer
+        what = f"node {answer['node']}" if answer["node"] else f"label {answer['label']}"
+        forced = " (forced)" if answer["forced"] else ""
+        print(f"silence {answer['id']}{forced}: {what} until {_when(answer['expires_at'])}")
+        return 0
+    if args.step == "expire":
+        answer = _daemon_call(args, "silence", "DELETE", f"/api/v1/silences/{args.id}", None)
+        if isinstance(answer, int):
+            return answer
+        print(f"silence {answer['id']} expired")
+        return 0
+    answer = _daemon_call(args, "silence", "GET", "/api/v1/silences", None)
+    if isinstance(answer, int):
+        return answer
+    for item in answer["silences"]:
+        what = f"node {item['node']}" if item["node"] else f"label {item['label']}"
+        print(
+            f"{item['id']}: {what} until {_when(item['expires_at'])} "
+            f"by {item['by']}: {item['reason']}{' (forced)' if item['forced'] else ''}"
+        )
+    if not answer["silences"]:
+        print("no silence in force")
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
 _COMMANDS = {
     "check": _check,
     "blast-radius": _blast_radius,
@@ -471,6 +554,7 @@ _COMMANDS = {
     "run": _run,
     "incidents": _incidents,
     "maneuver": _maneuver,
+    "silence": _silence,
 }
 
 

@@ -248,3 +248,36 @@ def test_maneuver_start_is_refused_then_forced_and_end_checks_recovery(
         3,
         "watchdog maneuver: maneuver 2 is ended, not running\n",
     )
+
+
+def test_silence_add_list_expire(daemon: tuple[subprocess.Popen[bytes], str, Path]) -> None:
+    _, _, path = daemon
+    add = [
+        "silence",
+        "add",
+        str(path),
+        "--node",
+        "farm",
+        "--for",
+        "2h",
+        "--by",
+        "bob",
+        "--reason",
+        "move",
+    ]
+    refused = run_cli(*add)
+    assert (refused.returncode, refused.stderr) == (
+        3,
+        "watchdog silence: farm is needed by critical nodes: a silence there would hide "
+        "their outage; force it to silence anyway\n",
+    )
+    forced = run_cli(*add, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.startswith("silence 1 (forced): node farm until ")
+    listed = run_cli("silence", "list", str(path))
+    assert listed.stdout.startswith("1: node farm until ")
+    assert listed.stdout.endswith(" by bob: move (forced)\n")
+    assert run_cli("silence", "expire", str(path), "1").stdout == "silence 1 expired\n"
+    assert run_cli("silence", "list", str(path)).stdout == "no silence in force\n"
+    unknown = run_cli("silence", "expire", str(path), "9")
+    assert (unknown.returncode, unknown.stderr) == (3, "watchdog silence: no silence 9\n")
