@@ -6,16 +6,14 @@ recovery updates it. Every wait is bounded; nothing asserts a duration."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
+from slack_server import SlackServer
 
 from watchdog.cli import main
 from watchdog.daemon import Daemon
@@ -24,21 +22,6 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "xoxb-daemon-test-T0KEN-5151"
 DEADLINE_S = 20.0
-
-
-def _load_server() -> ModuleType:
-    # Tests are imported with --import-mode=importlib: no sibling imports.
-    path = Path(__file__).with_name("slack_server.py")
-    spec = importlib.util.spec_from_file_location("slack_server", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("slack_server", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-SlackServer = _load_server().SlackServer
 
 
 def estate(flag: Path, slack_url: str, state: Path) -> str:

@@ -8,14 +8,14 @@ import re
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from http_wire import MAX_REQUESTS_PER_CONNECTION, Request, read_request, response
 
 from topology import State
 from watchdog.probes import HttpClients, HttpProbe, HttpSpec, ProbeResult
@@ -29,33 +29,7 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 # test asserts how long anything took.
 STALL_TIMEOUT_S = 0.5
 # Bounds on the test servers' own loops.
-MAX_REQUESTS_PER_CONNECTION = 100
 EVENT_WAIT_S = 10.0
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: Mapping[str, str]
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request:
-    head = await reader.readuntil(b"\r\n\r\n")
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    method, path, _ = request_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        if line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    return Request(method, path, headers)
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> bytes:
-    lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 Route = Callable[[Request], bytes]
@@ -303,9 +277,9 @@ async def test_it_matches_the_body_against_a_regex(
 
 
 def redirects(request: Request) -> bytes:
-    if request.path == "/old":
+    if request.target == "/old":
         return response(302, headers={"Location": "/new"})
-    if request.path == "/loop":
+    if request.target == "/loop":
         return response(302, headers={"Location": "/loop"})
     return response(200, b"ok")
 

@@ -5,15 +5,14 @@ answer what Alertmanager would not; errors that never carry a credential."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_wire import Recorder, Request, response
 
 from alerts.model import Alert, Impacted, Notification, SinkError
 from alerts.sinks.alertmanager import AlertmanagerSink
@@ -36,7 +36,6 @@ READY_WAIT_S = 30.0
 READY_POLL_S = 0.1
 STOP_WAIT_S = 10.0
 REQUEST_TIMEOUT_S = 5.0
-MAX_REQUESTS_PER_CONNECTION = 100
 GENERATOR_URL = "http://watchdog.example:8080/api/v1/alerts"
 
 CONFIG = """\
@@ -281,52 +280,6 @@ async def test_it_names_the_heartbeat_watchdog(
 
 
 # --- local servers for what Alertmanager would not answer ------------------
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    target: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request:
-    head = await reader.readuntil(b"\r\n\r\n")
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = request_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        if line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return Request(method, target, headers, body)
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> bytes:
-    lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-@dataclass
-class Recorder:
-    """A keep-alive HTTP/1.1 server's handler that records each request and
-    answers it with `route`."""
-
-    route: Callable[[Request], bytes] = lambda _: response(200)
-    requests: list[Request] = field(default_factory=list)
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
-            try:
-                request = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            self.requests.append(request)
-            writer.write(self.route(request))
-            await writer.drain()
 
 
 STARTED = 1_714_557_480.0  # 2024-05-01T09:58:00Z

@@ -4,36 +4,16 @@ errors that say what failed without ever showing the token or webhook URL."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from slack_server import Fault, SlackServer
 
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from alerts.sinks.slack import SlackSink, SlackWebhookSink, blocks
 from topology import State
-
-
-def _load_server() -> ModuleType:
-    # Tests are imported with --import-mode=importlib: no sibling imports.
-    path = Path(__file__).with_name("slack_server.py")
-    spec = importlib.util.spec_from_file_location("slack_server", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("slack_server", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-_server = _load_server()
-SlackServer = _server.SlackServer
-Fault = _server.Fault
 
 TOKEN = "xoxb-d1st1nct1ve-T0KEN-never-shown-4242"
 WEBHOOK_SECRET = "T0WD/B0WD/s3cr3t-w3bh00k-p4th-7777"

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import httpx
 import pytest
+from http_wire import Recorder, Request, read_request, response
 
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from alerts.sinks.webhook import WebhookSink
@@ -26,7 +26,6 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 # A bound on requests that never get an answer, not an assertion.
 STALL_TIMEOUT_S = 0.5
-MAX_REQUESTS_PER_CONNECTION = 100
 
 STARTED = 1_714_557_480.0  # 2024-05-01T09:58:00Z
 AT = 1_714_557_600.0  # 2024-05-01T10:00:00Z
@@ -45,52 +44,6 @@ ALERT = Alert(
     collateral=("farm-oms-2", "orders-batch"),
     labels=MappingProxyType({"team": "orders"}),
 )
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    target: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-async def read_request(reader: asyncio.StreamReader) -> Request:
-    head = await reader.readuntil(b"\r\n\r\n")
-    request_line, *lines = head.decode("latin-1").split("\r\n")
-    method, target, _ = request_line.split(" ", 2)
-    headers = {}
-    for line in lines:
-        if line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return Request(method, target, headers, body)
-
-
-def response(status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> bytes:
-    lines = [f"HTTP/1.1 {status} Whatever", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-@dataclass
-class Recorder:
-    """A keep-alive HTTP/1.1 server's handler that records each request and
-    answers it with `route`."""
-
-    route: Callable[[Request], bytes] = lambda _: response(200)
-    requests: list[Request] = field(default_factory=list)
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(MAX_REQUESTS_PER_CONNECTION):
-            try:
-                request = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return  # the client closed its connection
-            self.requests.append(request)
-            writer.write(self.route(request))
-            await writer.drain()
 
 
 @pytest.fixture
