@@ -71,6 +71,22 @@ class Backend(Protocol):
     def announce(self, notification: Notification) -> None: ...
 
 
+def _problems(status: int, *messages: str) -> Response:
+    """An error answer: every problem, for people, and the status."""
+    return JSONResponse({"problems": list(messages)}, status_code=status)
+
+
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object, or the error answer saying it is not one."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _problems(400, "expected a JSON body")
+    if not isinstance(body, dict):
+        return _problems(400, "expected a JSON object")
+    return body
+
+
 def create_app(backend: Backend) -> Starlette:
     """The ASGI application over `backend`."""
 
@@ -159,10 +175,7 @@ def create_app(backend: Backend) -> Starlette:
         try:
             window = parse_duration(text)
         except ValueError:
-            return JSONResponse(
-                {"problems": [f"since: bad duration {text!r}: expected e.g. 30d or 12h"]},
-                status_code=400,
-            )
+            return _problems(400, f"since: bad duration {text!r}: expected e.g. 30d or 12h")
         node = request.query_params.get("node")
         return JSONResponse(
             {"since_s": window, "incidents": list(backend.incidents(backend.now() - window, node))}
@@ -196,11 +209,11 @@ def create_app(backend: Backend) -> Starlette:
             message = (
                 f"mutating endpoints are disabled: set {TOKEN_ENV} in the daemon's environment"
             )
-            return JSONResponse({"problems": [message]}, status_code=403)
+            return _problems(403, message)
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             message = f"a bearer token is required: Authorization: Bearer ${TOKEN_ENV}"
-            return JSONResponse({"problems": [message]}, status_code=401)
+            return _problems(401, message)
         return None
 
     async def maneuvers(request: Request) -> Response:
@@ -208,14 +221,13 @@ def create_app(backend: Backend) -> Starlette:
             return JSONResponse({"maneuvers": [m.to_json() for m in backend.maneuvers.recent()]})
         if (denied := refused(request)) is not None:
             return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"problems": ["expected a JSON body"]}, status_code=400)
+        body = await _json_object(request)
+        if isinstance(body, Response):
+            return body
         live = backend.live
         problems: list[str] = []
         actions: list[Action] = []
-        raw = body.get("actions") if isinstance(body, dict) else None
+        raw = body.get("actions")
         for item in raw if isinstance(raw, list) else []:
             kind = item.get("action") if isinstance(item, dict) else None
             node = item.get("node") if isinstance(item, dict) else None
@@ -229,7 +241,7 @@ def create_app(backend: Backend) -> Starlette:
         if not isinstance(raw, list) or not raw:
             problems.append('name the maneuver: {"actions": [{"action": "shutdown", "node": N}]}')
         if problems:
-            return JSONResponse({"problems": problems}, status_code=400)
+            return _problems(400, *problems)
         try:
             maneuver, note = backend.maneuvers.start(
                 live,
@@ -240,7 +252,7 @@ def create_app(backend: Backend) -> Starlette:
                 at=backend.now(),
             )
         except ManeuverError as err:
-            return JSONResponse({"problems": [str(err)]}, status_code=400)
+            return _problems(400, str(err))
         backend.announce(note)
         return JSONResponse(
             maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
@@ -252,23 +264,20 @@ def create_app(backend: Backend) -> Starlette:
             return JSONResponse({"silences": [x.to_json() for x in backend.silences.active(now)]})
         if (denied := refused(request)) is not None:
             return denied
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"problems": ["expected a JSON body"]}, status_code=400)
-        if not isinstance(body, dict):
-            return JSONResponse({"problems": ["expected a JSON object"]}, status_code=400)
+        body = await _json_object(request)
+        if isinstance(body, Response):
+            return body
         label = None
         if isinstance(body.get("label"), str):
             key, sep, value = body["label"].partition("=")
             if not sep or not key:
-                return JSONResponse({"problems": ["label: expected key=value"]}, status_code=400)
+                return _problems(400, "label: expected key=value")
             label = (key, value)
         try:
             duration = parse_duration(str(body.get("for", "")))
         except ValueError:
             message = f"for: bad duration {body.get('for')!r}: e.g. 2h"
-            return JSONResponse({"problems": [message]}, status_code=400)
+            return _problems(400, message)
         node = body.get("node")
         try:
             silence, note = backend.silences.add(
@@ -283,7 +292,7 @@ def create_app(backend: Backend) -> Starlette:
             )
         except SilenceError as err:
             status = 409 if "needed by critical" in str(err) else 400
-            return JSONResponse({"problems": [str(err)]}, status_code=status)
+            return _problems(status, str(err))
         backend.announce(note)
         return JSONResponse(silence.to_json(), status_code=201)
 
@@ -293,7 +302,7 @@ def create_app(backend: Backend) -> Starlette:
         try:
             silence = backend.silences.expire(int(request.path_params["ident"]), backend.now())
         except SilenceError as err:
-            return JSONResponse({"problems": [str(err)]}, status_code=404)
+            return _problems(404, str(err))
         return JSONResponse({**silence.to_json(), "expired": True})
 
     async def end_maneuver(request: Request) -> Response:
@@ -304,7 +313,7 @@ def create_app(backend: Backend) -> Starlette:
             maneuver, note = backend.maneuvers.end(backend.live, ident, backend.now())
         except ManeuverError as err:
             status = 404 if str(err).startswith("no maneuver") else 409
-            return JSONResponse({"problems": [str(err)]}, status_code=status)
+            return _problems(status, str(err))
         backend.announce(note)
         return JSONResponse(maneuver.to_json())
 
