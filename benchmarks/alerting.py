@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from report import table, verdict
+
 from alerts.delivery import Delivery
 from alerts.model import Alert, Notification, Receipt
 from alerts.rules import Alerting, Policy
@@ -352,21 +354,6 @@ def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s" if seconds > 0 else "n/a"
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT MET"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def _median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
@@ -435,19 +422,19 @@ def report(
             "messages per root cause (farm down)",
             f"{TARGET_MESSAGES}",
             f"{messages}",
-            _verdict(messages == TARGET_MESSAGES),
+            verdict(messages == TARGET_MESSAGES),
         ],
         [
             "messages per root cause (farm back)",
             f"{TARGET_MESSAGES}",
             f"{resolved}",
-            _verdict(resolved == TARGET_MESSAGES),
+            verdict(resolved == TARGET_MESSAGES),
         ],
         [
             "settle window end -> sink call (worst)",
             f"< {TARGET_LATENCY_S:g} s",
             _ms(worst_latency),
-            _verdict(worst_latency < TARGET_LATENCY_S),
+            verdict(worst_latency < TARGET_LATENCY_S),
         ],
         [
             "outbox throughput, end to end",
@@ -464,7 +451,7 @@ def report(
         f"Farm shutdown: 1 farm, {s.dependents:,} dependents, settle {SETTLE_S:g} s,"
         f" one alert round per simulated {TICK_S:g} s",
         "",
-        _table(shutdown_rows),
+        table(shutdown_rows),
         "",
         "Latency runs from the start of the first round past the settle window. The",
         f"daemon's alert loop ticks every {TICK_S:g} s and also wakes when a settling alert",
@@ -475,11 +462,11 @@ def report(
         "",
         f"Outbox: {o.notifications:,} notifications, one recording sink",
         "",
-        _table(outbox_rows),
+        table(outbox_rows),
         "",
         "Targets",
         "",
-        _table(targets),
+        table(targets),
     ]
     return "\n".join(out) + "\n"
 

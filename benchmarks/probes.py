@@ -69,6 +69,7 @@ from typing import Any
 from urllib.parse import quote
 
 from probes_support.prober import stub_accepts
+from report import table, verdict
 
 from topology import State
 from watchdog.daemon import Daemon
@@ -510,21 +511,6 @@ def measure_detection(server: Nginx, directory: Path, trials: int) -> list[float
 # --- report -------------------------------------------------------------------
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT MET"
-
-
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.1f} ms"
 
@@ -572,7 +558,7 @@ def report(
         "(CPU s/1k: process CPU seconds per 1,000 probes = ms per probe;"
         " new conns: TCP connections nginx accepted in the window)",
         "",
-        _table(rows),
+        table(rows),
         "",
     ]
     if note:
@@ -591,7 +577,7 @@ def report(
             )
         ratios.append([label, *cells])
     if any(r.label == "blackbox_exporter" for r in runs):
-        out += [_table(ratios), ""]
+        out += [table(ratios), ""]
 
     targets = [["target", "wanted", "measured", ""]]
     for n in sizes:
@@ -607,7 +593,7 @@ def report(
                     f"CPU per probe at {n:,}, daemon / blackbox",
                     "<= 1.00x",
                     f"{ratio:.2f}x ({ours.cpu_per_1k:.2f} vs {theirs.cpu_per_1k:.2f} ms)",
-                    _verdict(ratio <= 1.0),
+                    verdict(ratio <= 1.0),
                 ]
             )
     big = by.get(("ours, daemon", 10_000))
@@ -630,7 +616,7 @@ def report(
                 "10k probes per 10 s sustained, no failure",
                 f">= {wanted:,.0f}/s",
                 f"{big.rate:,.1f}/s, {big.failures} failures",
-                _verdict(sustained),
+                verdict(sustained),
             ]
         )
         p99 = big.lag_p99_s if big.lag_p99_s is not None else float("inf")
@@ -639,7 +625,7 @@ def report(
                 "p99 scheduling lag at 10k",
                 f"< {_ms(TARGET_LAG_P99_S)}",
                 _ms(big.lag_p99_s),
-                _verdict(p99 < TARGET_LAG_P99_S),
+                verdict(p99 < TARGET_LAG_P99_S),
             ]
         )
     if detection:
@@ -650,12 +636,12 @@ def report(
                 f"<= {TARGET_DETECT_S:.1f} s",
                 f"min {min(detection):.2f} / median {statistics.median(detection):.2f}"
                 f" / max {worst:.2f} s ({len(detection)} trials)",
-                _verdict(worst <= TARGET_DETECT_S),
+                verdict(worst <= TARGET_DETECT_S),
             ]
         )
     else:
         targets.append(["detection time", "", "", "not run"])
-    out += ["Targets", "", _table(targets)]
+    out += ["Targets", "", table(targets)]
     return "\n".join(out) + "\n"
 
 

@@ -42,6 +42,7 @@ from typing import TypeVar
 import networkx as nx
 import yaml
 from generate import write
+from report import table, verdict
 
 import topology
 
@@ -302,21 +303,6 @@ def _ratio(value: float) -> str:
     return f"{value:.2f}x"
 
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT MET"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: int) -> str:
     """The printed table: figures per size, then the targets."""
     header = ["", *(f"{r.nodes:,} nodes" for r in results)]
@@ -345,7 +331,7 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
     out = [
         f"Topology engine benchmark (generate.py seed {seed}; medians of {repeat} runs)",
         "",
-        _table(rows),
+        table(rows),
         "",
     ]
     targets = [["target", "wanted", "measured", ""]]
@@ -360,7 +346,7 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
                 f"what-if verdict / descendants at {TARGET_SIZE:,}",
                 f"<= {_ratio(TARGET_WHAT_IF_RATIO)}",
                 _ratio(ratio),
-                _verdict(ratio <= TARGET_WHAT_IF_RATIO),
+                verdict(ratio <= TARGET_WHAT_IF_RATIO),
             ]
         )
         targets.append(
@@ -368,7 +354,7 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
                 f"peak RSS, load + what-if at {TARGET_SIZE:,}",
                 f"< {TARGET_PEAK_MB:.0f} MB",
                 f"{at_target.peak_mb:,.0f} MB",
-                _verdict(at_target.peak_mb < TARGET_PEAK_MB),
+                verdict(at_target.peak_mb < TARGET_PEAK_MB),
             ]
         )
     if e2e is None:
@@ -380,14 +366,14 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
                 f"end to end at {E2E_SIZE:,}: CLI / yaml.load",
                 f"<= {_ratio(TARGET_E2E_RATIO)}",
                 _ratio(ratio),
-                _verdict(ratio <= TARGET_E2E_RATIO),
+                verdict(ratio <= TARGET_E2E_RATIO),
             ]
         )
         cli = f"watchdog blast-radius FILE --shutdown {e2e.farm} --format json"
         out += [
             f"End to end on {e2e.nodes:,} nodes (fresh processes, medians of {repeat} runs)",
             "",
-            _table(
+            table(
                 [
                     [cli, _ms(e2e.watchdog_s), f"exit {e2e.exit_code}, {e2e.impacted:,} impacted"],
                     ['python -c "yaml.load(open(FILE), Loader=CSafeLoader)"', _ms(e2e.yaml_s), ""],
@@ -396,7 +382,7 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
             ),
             "",
         ]
-    out += ["Targets", "", _table(targets)]
+    out += ["Targets", "", table(targets)]
     return "\n".join(out) + "\n"
 
 
