@@ -84,6 +84,7 @@ class LiveState:
         self._since: dict[str, float] = {}
         self._settled = False
         self._unreported: set[str] = set()
+        self._failed: tuple[States, list[Failed]] | None = None
         self._install(probes)
         self._states = evaluate(topology, self._observed)
         now = clock()
@@ -242,8 +243,12 @@ class LiveState:
 
     def failed(self) -> list[Failed]:
         """Every node effectively degraded or down, with its root causes and
-        since when: what the alert rules group."""
+        since when: what the alert rules group. The alert loop asks every
+        second; the list is worked out again only when the states changed
+        (every change puts a new `States` in force)."""
         states, topology = self._states, self._topology
+        if self._failed is not None and self._failed[0] is states:
+            return list(self._failed[1])
         out = []
         for name, state in states.not_up().items():
             if state >= State.DEGRADED:
@@ -259,7 +264,8 @@ class LiveState:
                         node.labels,
                     )
                 )
-        return out
+        self._failed = (states, out)
+        return list(out)
 
     def drifting(self) -> list[Failed]:
         """The nodes in drift, shaped for the alert rules."""
