@@ -7,15 +7,17 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
 from topology.document import Document, Reader
 from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
 from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
+from watchdog.routes_config import read_routes
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -112,6 +114,27 @@ class AlertsConfig:
     # Alertmanager and/or a GET of this URL, every heartbeat interval.
     heartbeat_url: str | None = None
     heartbeat_interval_s: float = 60.0
+    routes: tuple[Route, ...] = ()
+    # A folder of jinja2 templates that replace the built-in ones of the
+    # same name; relative to the file.
+    templates: str | None = None
+
+    @property
+    def sink_names(self) -> tuple[str, ...]:
+        """The sinks these settings configure, by name (the console when
+        none is, or when a route names it)."""
+        names = []
+        if self.slack is not None and self.slack.token_env:
+            names.append("slack")
+        if self.slack is not None and self.slack.webhook_url_env:
+            names.append("slack-webhook")
+        if self.alertmanager_url:
+            names.append("alertmanager")
+        if self.webhook_url:
+            names.append("webhook")
+        if not names or any("console" in r.sinks for r in self.routes):
+            names.insert(0, "console")
+        return tuple(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +210,7 @@ class _Settings:
 
     def __init__(self, reader: Reader, document: Document) -> None:
         self.reader = reader
+        self.source = document.source
         self.server = ServerConfig()
         self.state_path = DEFAULT_STATE
         self.probes: tuple[ProbeConfig, ...] = ()
@@ -234,7 +258,16 @@ class _Settings:
 
     def _alerts(self, node: YamlNode) -> None:
         reader = self.reader
-        keys = ("settle", "repeat_interval", "slack", "alertmanager", "webhook", "heartbeat")
+        keys = (
+            "settle",
+            "repeat_interval",
+            "slack",
+            "alertmanager",
+            "webhook",
+            "heartbeat",
+            "routes",
+            "templates",
+        )
         fields = reader.mapping(node, "alerts", keys)
         if not fields:
             return
@@ -273,7 +306,7 @@ class _Settings:
                     )
                 elif url is not None:
                     urls[key] = url
-        self.alerts = AlertsConfig(
+        alerts = AlertsConfig(
             settle_s=settle if settle is not None else DEFAULT_SETTLE_S,
             repeat_interval_s=repeat or DEFAULT_REPEAT_INTERVAL_S,
             slack=slack,
@@ -282,6 +315,22 @@ class _Settings:
             heartbeat_url=urls.get("heartbeat"),
             heartbeat_interval_s=interval or 60.0,
         )
+        routes = (
+            read_routes(reader, values["routes"], alerts.sink_names) if "routes" in values else ()
+        )
+        templates = None
+        if "templates" in values:
+            templates = reader.string(values["templates"], "alerts.templates", "a folder")
+            if templates is not None:
+                folder = Path(self.source).resolve().parent / templates
+                if not folder.is_dir():
+                    reader.problem(
+                        values["templates"],
+                        "alerts.templates",
+                        f"no folder {str(folder)!r}: create it or remove the key",
+                    )
+                templates = str(folder)
+        self.alerts = replace(alerts, routes=routes, templates=templates)
 
     def _slack(self, node: YamlNode) -> SlackConfig | None:
         reader = self.reader

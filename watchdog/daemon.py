@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from alerts.delivery import Delivery
 from alerts.model import Alert, Notification, Sink, SinkError
+from alerts.routing import Router
 from alerts.rules import Alerting, Policy
 from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.console import ConsoleSink
@@ -92,6 +93,7 @@ class Daemon:
         # Sinks first: a missing secret stops the start before anything opens.
         self._sink_client: httpx.AsyncClient | None = None
         self.sinks = self._sinks(self.config.alerts)
+        self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
         self._clients = HttpClients()
         self._checks = self._build(self.config.probes)
@@ -146,8 +148,17 @@ class Daemon:
                 log.error("reload refused: %s", problem)
             self.metrics.reloaded(False, self.clock())
             return Reload(False, problems)
+        try:
+            router = Router(config.alerts.routes, [s.name for s in self.sinks])
+        except ValueError as err:
+            # Sinks are built at start (their secrets are read then).
+            problem = f"{self.path}: alerts.routes: {err}: restart the daemon to add sinks"
+            log.error("reload refused: %s", problem)
+            self.metrics.reloaded(False, self.clock())
+            return Reload(False, (problem,))
         removed = set(self.config.topology.nodes) - set(config.topology.nodes)
         self.config = config
+        self.router = router
         self._checks = self._build(config.probes)
         transitions = self.live.replace(config.topology, config.probes)
         if removed:
@@ -232,19 +243,24 @@ class Daemon:
     # --- alerts -----------------------------------------------------------
 
     def _sinks(self, alerts: AlertsConfig) -> list[Sink]:
-        """The sinks the file configures; the console when it names none.
+        """The sinks the file configures; the console when it names none
+        (or a route names it).
         A secret named but missing from the environment stops the start:
         a daemon that cannot alert must not look as if it could."""
         host, port = self.listen
         link = f"http://{host}:{port}"
-        sinks: list[Sink] = []
+        sinks: list[Sink] = [ConsoleSink()] if "console" in alerts.sink_names else []
         slack = alerts.slack
         if slack is not None:
             if slack.token_env is not None:
                 token = _secret(slack.token_env, "alerts.slack.token_env")
                 sinks.append(
                     SlackSink(
-                        token, base_url=slack.base_url, channels=slack.channels, link_base=link
+                        token,
+                        base_url=slack.base_url,
+                        channels=slack.channels,
+                        link_base=link,
+                        channel_for=lambda alert: self.router.decide(alert).slack_channel,
                     )
                 )
             if slack.webhook_url_env is not None:
@@ -267,7 +283,7 @@ class Daemon:
         if alerts.webhook_url is not None:
             assert self._sink_client is not None
             sinks.append(WebhookSink(alerts.webhook_url, self._sink_client))
-        return sinks or [ConsoleSink()]
+        return sinks
 
     async def _alert_loop(self, tick_s: float = 1.0) -> None:
         """Every tick: the alert rules over the live state, new notifications
@@ -334,7 +350,7 @@ class Daemon:
     def announce(self, notification: Notification) -> None:
         """Queue a notification for every sink (maneuvers); the alert loop
         delivers it."""
-        self.outbox.put([notification], list(self.delivery.sinks), self.clock())
+        self._queue([notification], self.clock())
 
     async def alert_once(self) -> int:
         """One round of the alert loop; returns the notifications delivered."""
@@ -345,11 +361,18 @@ class Daemon:
         notes = self.alerting.update(now, self.live.failed(), self.live.drifting())
         topology = self.live.topology
         notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
-        if notes:
-            self.outbox.put(notes, list(self.delivery.sinks), now)
+        self._queue(notes, now)
         delivered = await self.delivery.run_once()
         self.metrics.outbox(self.outbox.counts())
         return delivered
+
+    def _queue(self, notes: list[Notification], now: float) -> None:
+        """Each notification into the outbox for the sinks its route names."""
+        by_sinks: dict[tuple[str, ...], list[Notification]] = {}
+        for note in notes:
+            by_sinks.setdefault(self.router.decide(note.alert).sinks, []).append(note)
+        for sinks, group in by_sinks.items():
+            self.outbox.put(group, list(sinks), now)
 
     # --- the probe loop ---------------------------------------------------
 

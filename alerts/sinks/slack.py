@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
@@ -371,8 +371,9 @@ def _transport_error(where: str, err: BaseException, timeout_s: float) -> SinkEr
 class SlackSink:
     """Notifications as Slack messages through the Web API and a bot token.
 
-    A firing alert is posted to the channel of its severity (`channels`
-    maps a severity, or `default`, to a channel); reminders and escalations
+    A firing alert is posted to the channel its route names (`channel_for`)
+    or else to the channel of its severity (`channels` maps a severity, or
+    `default`, to a channel); reminders and escalations
     reply in its thread; a resolution rewrites the original message and
     replies in its thread. The receipt keeps the channel id and the `ts` of
     the original message, so each later notification finds it."""
@@ -388,11 +389,13 @@ class SlackSink:
         timeout_s: float = 30.0,
         rate_limit_retries: int = 2,
         max_retry_after_s: float = 10.0,
+        channel_for: Callable[[Alert], str | None] | None = None,
     ) -> None:
         if "default" not in channels:
             raise ValueError("alerts.slack.channels: a 'default' channel is required")
         self._name = name
         self._channels = dict(channels)
+        self._channel_for = channel_for
         self._link_base = link_base
         self._timeout_s = timeout_s
         self._client = AsyncWebClient(
@@ -416,7 +419,7 @@ class SlackSink:
         if event == "firing" or root is None:
             # Also a reminder or a resolution whose first message was never
             # delivered: it gets a message of its own.
-            channel = self._channels.get(alert.severity, self._channels["default"])
+            channel = self._channel(alert)
             answer = await self._call(
                 "chat.postMessage",
                 channel,
@@ -458,6 +461,12 @@ class SlackSink:
     async def aclose(self) -> None:
         # slack-sdk opens and closes a session per call when given none.
         return None
+
+    def _channel(self, alert: Alert) -> str:
+        """The channel a route names for `alert`, else that of its severity,
+        else the default one. Later messages follow the first one's channel."""
+        routed = self._channel_for(alert) if self._channel_for is not None else None
+        return routed or self._channels.get(alert.severity, self._channels["default"])
 
     def _receipt(self, channel: str, ts: str, **extra: str) -> Receipt:
         return Receipt(self._name, MappingProxyType({"channel": channel, "ts": ts, **extra}))

@@ -6,6 +6,7 @@ recovery updates it. Every wait is bounded; nothing asserts a duration."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ TOKEN = "xoxb-daemon-test-T0KEN-5151"
 DEADLINE_S = 20.0
 
 
-def estate(flag: Path, slack_url: str, state: Path) -> str:
+def estate(flag: Path, slack_url: str, state: Path, routes: str = "", labels: str = "") -> str:
     probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
     services = "".join(f"  svc-{i:02}: {{runs_on: [farm]}}\n" for i in range(48))
     return (
@@ -38,9 +39,11 @@ def estate(flag: Path, slack_url: str, state: Path) -> str:
                 token_env: WATCHDOG_TEST_SLACK_TOKEN
                 base_url: {slack_url}
                 channels: {{critical: "#incidents", default: "#ops"}}
+            {routes}
             nodes:
               farm:
                 kind: farm
+                labels: {{{labels}}}
                 probes:
                   - exec: [/bin/sh, -c, "{probe}"]
                     interval: 100ms
@@ -59,7 +62,9 @@ def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WATCHDOG_TEST_SLACK_TOKEN", TOKEN)
-    with SlackServer(token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS"}) as server:
+    with SlackServer(
+        token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS", "#pay": "C0PAY"}
+    ) as server:
         yield server
 
 
@@ -73,11 +78,8 @@ async def until(what: Any, deadline: float = DEADLINE_S) -> Any:
     return got
 
 
-@pytest.fixture
-async def daemon(tmp_path: Path, slack: Any) -> AsyncIterator[Daemon]:
-    (tmp_path / "farm-ok").touch()
-    path = tmp_path / "estate.yaml"
-    path.write_text(estate(tmp_path / "farm-ok", slack.base_url, tmp_path / "state.db"))
+@contextlib.asynccontextmanager
+async def started(path: Path) -> AsyncIterator[Daemon]:
     running = Daemon(path, listen=("127.0.0.1", 0))
     task = asyncio.create_task(running.run())
     try:
@@ -86,6 +88,15 @@ async def daemon(tmp_path: Path, slack: Any) -> AsyncIterator[Daemon]:
     finally:
         running.stop()
         await asyncio.wait_for(task, DEADLINE_S)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path, slack: Any) -> AsyncIterator[Daemon]:
+    (tmp_path / "farm-ok").touch()
+    path = tmp_path / "estate.yaml"
+    path.write_text(estate(tmp_path / "farm-ok", slack.base_url, tmp_path / "state.db"))
+    async with started(path) as running:
+        yield running
 
 
 async def test_a_farm_with_fifty_dependents_gives_exactly_one_slack_message(
@@ -171,3 +182,26 @@ async def test_the_heartbeat_pings_while_the_daemon_lives(tmp_path: Path) -> Non
         server.close()
         await server.wait_closed()
     assert set(pings) == {"/ping/secret"}
+
+
+async def test_a_route_on_the_farms_labels_picks_the_channel_and_adds_the_console(
+    tmp_path: Path, slack: Any
+) -> None:
+    routes = (
+        "  routes:\n"
+        "                - match: {labels: {team: payments}, critical: true}\n"
+        "                  sinks: [slack, console]\n"
+        "                  slack_channel: '#pay'\n"
+    )
+    (tmp_path / "farm-ok").touch()
+    path = tmp_path / "estate.yaml"
+    text = estate(tmp_path / "farm-ok", slack.base_url, tmp_path / "s.db", routes, "team: payments")
+    path.write_text(text)
+    async with started(path) as daemon:
+        (tmp_path / "farm-ok").unlink()
+        [post] = await until(lambda: slack.calls_to("chat.postMessage"))
+        assert post.params["channel"] == "#pay"
+        counts = await until(
+            lambda: (c := daemon.outbox.counts()).get(("console", "delivered")) and c
+        )
+        assert counts == {("slack", "delivered"): 1, ("console", "delivered"): 1}

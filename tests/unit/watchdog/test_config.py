@@ -159,3 +159,65 @@ def test_it_refuses_secrets_in_the_file_and_incomplete_sinks(tmp_path: Path) -> 
         "5: alerts.webhook.url: expected an http:// or https:// URL, got 'ftp://x'",
     ]
     assert not any("xoxb-1234" in p for p in found)
+
+
+def test_it_reads_routes_and_the_templates_folder(tmp_path: Path) -> None:
+    (tmp_path / "tpl").mkdir()
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\n"
+        "alerts:\n"
+        "  webhook: {url: 'http://127.0.0.1:8099/hook'}\n"
+        "  templates: tpl\n"
+        "  routes:\n"
+        "    - match: {labels: {team: [payments, billing]}, critical: true}\n"
+        "      sinks: [webhook]\n"
+        "      slack_channel: '#pay'\n"
+        "    - match: {kind: anomaly, severity: warning}\n"
+        "      sinks: [console]\n"
+        "      continue: true\n"
+        "nodes:\n  a: {}\n"
+    )
+    alerts = load_config(path).alerts
+    first, second = alerts.routes
+    assert (dict(first.labels), first.critical, first.sinks, first.slack_channel) == (
+        {"team": ("payments", "billing")},
+        True,
+        ("webhook",),
+        "#pay",
+    )
+    assert (second.kinds, second.severities, second.sinks, second.continue_) == (
+        ("anomaly",),
+        ("warning",),
+        ("console",),
+        True,
+    )
+    # A route naming the console adds it beside the configured sinks.
+    assert alerts.sink_names == ("console", "webhook")
+    assert alerts.templates == str(tmp_path / "tpl")
+
+
+def test_it_refuses_routes_to_unknown_sinks_and_values(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        "alerts:\n"
+        "  webhook: {url: 'http://127.0.0.1:8099/hook'}\n"
+        "  templates: nowhere\n"
+        "  routes:\n"
+        "    - sinks: [slack, webhok]\n"
+        "    - sinks: []\n"
+        "    - match: {kind: outgae, critical: maybe, team: x}\n"
+        "nodes:\n  a: {}\n"
+    )
+    found = problems(tmp_path, text)
+    assert found == [
+        f"4: alerts.templates: no folder '{tmp_path / 'nowhere'}': create it or remove the key",
+        "6: alerts.routes[0].sinks[0]: no sink 'slack' (configured: console, webhook)",
+        "6: alerts.routes[0].sinks[1]: no sink 'webhok' (did you mean 'webhook'?)",
+        "7: alerts.routes[1].sinks: an empty list would drop alerts: name a sink, or use a "
+        "silence to mute",
+        "8: alerts.routes[2].match: unknown key 'team'",
+        "8: alerts.routes[2].match.kind: unknown value 'outgae' (did you mean 'outage'?); one "
+        "of outage, drift, anomaly, maneuver",
+        "8: alerts.routes[2].match.critical: expected true or false, got 'maybe'",
+    ]
