@@ -27,6 +27,7 @@ from alerts.sinks.alertmanager import AlertmanagerSink
 from alerts.sinks.console import ConsoleSink
 from alerts.sinks.slack import SlackSink, SlackWebhookSink
 from alerts.sinks.webhook import WebhookSink
+from alerts.templates import Templates
 from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
 from watchdog.api import TOKEN_ENV, Reload, create_app
@@ -90,8 +91,13 @@ class Daemon:
         self.metrics = Metrics(self.registry)
         self.live = LiveState(self.config.topology, self.config.probes, clock)
         self.listen = listen or (self.config.server.host, self.config.server.port)
-        # Sinks first: a missing secret stops the start before anything opens.
+        # Sinks first: a missing secret or a broken template stops the start
+        # before anything opens.
         self._sink_client: httpx.AsyncClient | None = None
+        self.templates = Templates(self.config.alerts.templates)
+        problems = self.templates.check(("console", "slack", "alertmanager"))
+        if problems:
+            raise StartError("; ".join(f"alerts.templates: {p}" for p in problems))
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
@@ -249,7 +255,10 @@ class Daemon:
         a daemon that cannot alert must not look as if it could."""
         host, port = self.listen
         link = f"http://{host}:{port}"
-        sinks: list[Sink] = [ConsoleSink()] if "console" in alerts.sink_names else []
+        templates = self.templates
+        sinks: list[Sink] = (
+            [ConsoleSink(templates=templates)] if "console" in alerts.sink_names else []
+        )
         slack = alerts.slack
         if slack is not None:
             if slack.token_env is not None:
@@ -261,11 +270,12 @@ class Daemon:
                         channels=slack.channels,
                         link_base=link,
                         channel_for=lambda alert: self.router.decide(alert).slack_channel,
+                        templates=templates,
                     )
                 )
             if slack.webhook_url_env is not None:
                 url = _secret(slack.webhook_url_env, "alerts.slack.webhook_url_env")
-                sinks.append(SlackWebhookSink(url, link_base=link))
+                sinks.append(SlackWebhookSink(url, link_base=link, templates=templates))
         if alerts.alertmanager_url or alerts.webhook_url or alerts.heartbeat_url:
             self._sink_client = httpx.AsyncClient(timeout=10.0, trust_env=False)
         if alerts.alertmanager_url is not None:
@@ -278,6 +288,7 @@ class Daemon:
                     # Re-sent with every reminder; until then it must stay up.
                     resolve_timeout_s=max(300.0, 1.25 * alerts.repeat_interval_s),
                     clock=self.clock,
+                    templates=templates,
                 )
             )
         if alerts.webhook_url is not None:

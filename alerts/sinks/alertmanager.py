@@ -48,9 +48,9 @@ from typing import Any
 
 import httpx
 
-from alerts.model import Alert, AlertKind, Impacted, Notification, Receipt
+from alerts.model import Alert, AlertKind, Notification, Receipt
 from alerts.sinks.webhook import format_time, post_json
-from topology import format_duration
+from alerts.templates import Templates, builtin
 
 __all__ = ["ALERTNAMES", "AlertmanagerSink", "render_alert", "render_labels"]
 
@@ -87,7 +87,9 @@ class AlertmanagerSink:
         name: str = "alertmanager",
         resolve_timeout_s: float = _DEFAULT_RESOLVE_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
+        templates: Templates | None = None,
     ) -> None:
+        self._templates = templates
         self._url = url.rstrip("/") + _API_PATH
         self._client = client
         self._generator_url = generator_url
@@ -110,7 +112,7 @@ class AlertmanagerSink:
             ends_at = notification.at
         else:
             ends_at = self._clock() + self._resolve_timeout_s
-        body = render_alert(notification, labels, ends_at, self._generator_url)
+        body = render_alert(notification, labels, ends_at, self._generator_url, self._templates)
         await post_json(self._client, self._url, [body], sink=self._name)
         return Receipt(self._name, {_RECEIPT_LABELS: json.dumps(labels, sort_keys=True)})
 
@@ -132,15 +134,21 @@ def render_labels(alert: Alert) -> dict[str, str]:
 
 
 def render_alert(
-    notification: Notification, labels: Mapping[str, str], ends_at: float, generator_url: str
+    notification: Notification,
+    labels: Mapping[str, str],
+    ends_at: float,
+    generator_url: str,
+    templates: Templates | None = None,
 ) -> dict[str, Any]:
-    """One alert of the v2 API's `postableAlerts` list."""
+    """One alert of the v2 API's `postableAlerts` list; its `summary` and
+    `description` are the parts of the template `alertmanager/KIND.j2`."""
     alert = notification.alert
+    parts = (templates or builtin()).render("alertmanager", notification, notification.at)
     body: dict[str, Any] = {
         "labels": dict(labels),
         "annotations": {
-            "summary": alert.summary,
-            "description": _describe(notification),
+            "summary": parts["summary"],
+            "description": parts["description"],
             "collateral_count": str(len(alert.collateral)),
         },
         "startsAt": format_time(alert.started_at),
@@ -149,39 +157,6 @@ def render_alert(
     if generator_url:
         body["generatorURL"] = generator_url
     return body
-
-
-def _describe(notification: Notification) -> str:
-    alert = notification.alert
-    lines = []
-    if notification.event == "resolved":
-        lines.append(f"resolved after {_whole(notification.at - alert.started_at)}")
-    lines.append(f"root cause: {', '.join(alert.root_cause) or 'none'}")
-    if alert.critical:
-        lines.append(f"critical nodes taken down ({len(alert.critical)}):")
-        lines.extend(_describe_impacted(i, notification) for i in alert.critical)
-    else:
-        lines.append("critical nodes taken down: none")
-    lines.append(f"other nodes down: {len(alert.collateral)}")
-    return "\n".join(lines)
-
-
-def _describe_impacted(impacted: Impacted, notification: Notification) -> str:
-    text = (
-        f"- {impacted.node} {impacted.state},"
-        f" recovery target {format_duration(impacted.recovery_target_s)}"
-    )
-    if notification.event == "resolved":
-        return text
-    left = impacted.time_left_s(notification.at)
-    if left >= 0:
-        return f"{text}, {_whole(left)} left"
-    return f"{text}, overdue by {_whole(-left)}"
-
-
-def _whole(seconds: float) -> str:
-    """A duration to the second: people read `9m left`, not `8m59.997s left`."""
-    return format_duration(float(round(seconds)))
 
 
 def _labels_from(previous: Receipt | None) -> dict[str, str] | None:

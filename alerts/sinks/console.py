@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from alerts.model import Impacted, Notification, Receipt, SinkError
-from topology import State, format_duration
+from alerts.model import Notification, Receipt, SinkError
+from alerts.templates import Templates, builtin
 
 __all__ = ["ConsoleSink", "render_line"]
 
@@ -26,16 +26,23 @@ class ConsoleSink:
     nothing in an alert can make it fail.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, name: str = "console") -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        name: str = "console",
+        templates: Templates | None = None,
+    ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._name = name
+        self._templates = templates
 
     @property
     def name(self) -> str:
         return self._name
 
     async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
-        line = render_line(notification) + "\n"
+        line = render_line(notification, self._templates) + "\n"
         if self._stream.closed:
             raise SinkError(f"{self._name}: stream is closed", permanent=True)
         try:
@@ -58,30 +65,8 @@ class ConsoleSink:
         """The stream is the caller's: it stays open."""
 
 
-def render_line(notification: Notification) -> str:
-    """The line for `notification`, without its newline."""
-    alert = notification.alert
-    head = f"{notification.event.upper()} {alert.severity} {alert.key} — {alert.summary}"
-    if notification.event == "resolved":
-        return f"{head}; resolved after {_whole(notification.at - alert.started_at)}"
-    parts = [head]
-    if alert.critical:
-        nodes = ", ".join(_describe(impacted, notification.at) for impacted in alert.critical)
-        parts.append(f"takes down critical {nodes}")
-    if alert.collateral:
-        count = len(alert.collateral)
-        parts.append(f"{count} other node{'s' if count != 1 else ''}")
-    return "; ".join(parts)
-
-
-def _describe(impacted: Impacted, now: float) -> str:
-    left = impacted.time_left_s(now)
-    state = "" if impacted.state is State.DOWN else f" {impacted.state}"
-    if left >= 0:
-        return f"{impacted.node}{state} ({_whole(left)} left)"
-    return f"{impacted.node}{state} (overdue by {_whole(-left)})"
-
-
-def _whole(seconds: float) -> str:
-    """A duration to the second: people read `9m left`, not `8m59.997s left`."""
-    return format_duration(float(round(seconds)))
+def render_line(notification: Notification, templates: Templates | None = None) -> str:
+    """The line for `notification`, without its newline (the `line` part of
+    the template `console/KIND.j2`)."""
+    parts = (templates or builtin()).render("console", notification, notification.at)
+    return " ".join(parts["line"].split())

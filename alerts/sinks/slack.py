@@ -20,8 +20,8 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from alerts.model import Alert, Impacted, Notification, Receipt, Severity, SinkError
-from topology import format_duration
+from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
+from alerts.templates import Templates, builtin, whole
 
 __all__ = [
     "PERMANENT_ERRORS",
@@ -103,30 +103,25 @@ TRANSIENT_ERRORS: Final = frozenset(
     }
 )
 
-_MARK: Final[Mapping[Severity, str]] = MappingProxyType(
-    {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
-)
-_RESOLVED_MARK = ":white_check_mark:"
-_ESCALATED_MARK = ":rotating_light:"
-
 
 # -- Block Kit (pure) ---------------------------------------------------------
 
 
-def blocks(notification: Notification, now: float, link_base: str) -> list[Block]:
+def blocks(
+    notification: Notification, now: float, link_base: str, templates: Templates | None = None
+) -> list[Block]:
     """The Block Kit message of `notification` at `now`: the firing version
     (root cause, critical nodes with their recovery target and time left,
     the collateral count, links to the daemon's API) or, for `resolved`,
     the resolved version that replaces it. Never more than 50 blocks."""
     alert = notification.alert
     resolved = notification.event == "resolved"
+    title = (templates or builtin()).render("slack", notification, now)["title"]
     if resolved:
-        title = f"{_RESOLVED_MARK} Resolved: {alert.summary}"
         second = ("Lasted", format_seconds(now - alert.started_at))
         heading = f"*Critical nodes that were down ({len(alert.critical)})*"
         lines = [_resolved_line(impacted, now) for impacted in alert.critical]
     else:
-        title = f"{_MARK[alert.severity]} {alert.summary}"
         second = ("Severity", alert.severity)
         heading = f"*Critical nodes down ({len(alert.critical)})*"
         lines = [_firing_line(impacted, now) for impacted in alert.critical]
@@ -150,44 +145,21 @@ def blocks(notification: Notification, now: float, link_base: str) -> list[Block
     return out
 
 
-def text(notification: Notification, now: float) -> str:
+def text(notification: Notification, now: float, templates: Templates | None = None) -> str:
     """The notification text of the top-level message (what a phone or a
-    screen reader shows instead of the blocks)."""
-    alert = notification.alert
-    names = _names(alert.critical)
-    if notification.event == "resolved":
-        lasted = format_seconds(now - alert.started_at)
-        return _escape(f"resolved after {lasted}: {alert.summary} (root cause {_list(alert)})")
-    down = f"; critical down: {names}" if names else ""
-    return _escape(f"{alert.severity}: {alert.summary} (root cause {_list(alert)}{down})")
+    screen reader shows instead of the blocks): the template's `text`."""
+    return (templates or builtin()).render("slack", notification, now)["text"]
 
 
-def reply_text(notification: Notification, now: float) -> str:
-    """The short reply posted in the thread of the original message."""
-    alert = notification.alert
-    if notification.event == "resolved":
-        lasted = format_seconds(now - alert.started_at)
-        return f"{_RESOLVED_MARK} Resolved after {lasted}: root cause {_codes(alert.root_cause)}"
-    if notification.event == "escalated":
-        breached = [i for i in alert.critical if i.time_left_s(now) <= 0] or list(alert.critical)
-        clocks = ", ".join(_clock(i, now) for i in breached[:_TEXT_NODES])
-        more = _more(len(breached))
-        return (
-            f"{_ESCALATED_MARK} Escalated: recovery target breached, root cause "
-            f"{_codes(alert.root_cause)}: {clocks or 'no critical node'}{more}"
-        )
-    clocks = ", ".join(_clock(i, now) for i in alert.critical[:_TEXT_NODES])
-    more = _more(len(alert.critical))
-    return (
-        f"Still firing after {format_seconds(now - alert.started_at)}, root cause "
-        f"{_codes(alert.root_cause)}: {clocks or 'no critical node down'}{more}"
-    )
+def reply_text(notification: Notification, now: float, templates: Templates | None = None) -> str:
+    """The short reply posted in the thread of the original message: the
+    template's `reply`."""
+    return (templates or builtin()).render("slack", notification, now)["reply"]
 
 
 def format_seconds(seconds: float) -> str:
     """A duration rounded to the second: `7m30s`, `0s`."""
-    whole = max(0, round(seconds))
-    return format_duration(whole) if whole else "0s"
+    return whole(max(0.0, seconds))
 
 
 def _firing_line(impacted: Impacted, now: float) -> str:
@@ -211,14 +183,6 @@ def _resolved_line(impacted: Impacted, now: float) -> str:
         else f"within its target of {target}"
     )
     return f"• `{_escape(impacted.node)}` {impacted.state} for {format_seconds(lasted)}, {verdict}"
-
-
-def _clock(impacted: Impacted, now: float) -> str:
-    left = impacted.time_left_s(now)
-    target = format_seconds(impacted.recovery_target_s)
-    if left > 0:
-        return f"`{_escape(impacted.node)}` ({format_seconds(left)} left of {target})"
-    return f"`{_escape(impacted.node)}` (target {target} breached {format_seconds(-left)} ago)"
 
 
 def _collateral(alert: Alert, resolved: bool) -> str:
@@ -247,8 +211,8 @@ def _chunks(heading: str, lines: Sequence[str], budget: int) -> list[str]:
     room = _SECTION_MAX - _MORE_ROOM
     chunks: list[str] = []
     current = heading
-    for index, whole in enumerate(lines):
-        line = _cut(whole, room)
+    for index, full in enumerate(lines):
+        line = _cut(full, room)
         if len(current) + 1 + len(line) <= room:
             current += "\n" + line
         elif len(chunks) + 1 < budget:
@@ -259,18 +223,6 @@ def _chunks(heading: str, lines: Sequence[str], budget: int) -> list[str]:
             break
     chunks.append(current)
     return chunks
-
-
-def _names(critical: Sequence[Impacted]) -> str:
-    return ", ".join(i.node for i in critical[:_TEXT_NODES]) + _more(len(critical))
-
-
-def _more(count: int) -> str:
-    return f" and {count - _TEXT_NODES} more" if count > _TEXT_NODES else ""
-
-
-def _list(alert: Alert) -> str:
-    return ", ".join(alert.root_cause) or "unknown"
 
 
 def _codes(names: Sequence[str]) -> str:
@@ -390,12 +342,14 @@ class SlackSink:
         rate_limit_retries: int = 2,
         max_retry_after_s: float = 10.0,
         channel_for: Callable[[Alert], str | None] | None = None,
+        templates: Templates | None = None,
     ) -> None:
         if "default" not in channels:
             raise ValueError("alerts.slack.channels: a 'default' channel is required")
         self._name = name
         self._channels = dict(channels)
         self._channel_for = channel_for
+        self._templates = templates
         self._link_base = link_base
         self._timeout_s = timeout_s
         self._client = AsyncWebClient(
@@ -425,8 +379,8 @@ class SlackSink:
                 channel,
                 self._client.chat_postMessage(
                     channel=channel,
-                    text=text(notification, now),
-                    blocks=blocks(notification, now, self._link_base),
+                    text=text(notification, now, self._templates),
+                    blocks=blocks(notification, now, self._link_base, self._templates),
                     unfurl_links=False,
                 ),
             )
@@ -441,8 +395,8 @@ class SlackSink:
                 self._client.chat_update(
                     channel=channel,
                     ts=ts,
-                    text=text(notification, now),
-                    blocks=blocks(notification, now, self._link_base),
+                    text=text(notification, now, self._templates),
+                    blocks=blocks(notification, now, self._link_base, self._templates),
                 ),
             )
         answer = await self._call(
@@ -451,7 +405,7 @@ class SlackSink:
             self._client.chat_postMessage(
                 channel=channel,
                 thread_ts=ts,
-                text=reply_text(notification, now),
+                text=reply_text(notification, now, self._templates),
                 reply_broadcast=True if event == "escalated" else None,
             ),
         )
@@ -514,8 +468,10 @@ class SlackWebhookSink:
         timeout_s: float = 30.0,
         rate_limit_retries: int = 2,
         max_retry_after_s: float = 10.0,
+        templates: Templates | None = None,
     ) -> None:
         self._name = name
+        self._templates = templates
         self._link_base = link_base
         self._timeout_s = timeout_s
         # The client logs its URL at debug level whenever its own logger's
@@ -540,12 +496,12 @@ class SlackWebhookSink:
         now = notification.at
         if notification.event in ("firing", "resolved") or previous is None:
             body: dict[str, Any] = {
-                "text": text(notification, now),
-                "blocks": blocks(notification, now, self._link_base),
+                "text": text(notification, now, self._templates),
+                "blocks": blocks(notification, now, self._link_base, self._templates),
                 "unfurl_links": False,
             }
         else:
-            body = {"text": reply_text(notification, now)}
+            body = {"text": reply_text(notification, now, self._templates)}
         where = "slack webhook"
         try:
             async with asyncio.timeout(self._timeout_s):

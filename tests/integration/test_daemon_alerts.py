@@ -205,3 +205,21 @@ async def test_a_route_on_the_farms_labels_picks_the_channel_and_adds_the_consol
             lambda: (c := daemon.outbox.counts()).get(("console", "delivered")) and c
         )
         assert counts == {("slack", "delivered"): 1, ("console", "delivered"): 1}
+
+
+def test_run_refuses_to_start_with_a_broken_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tpl" / "console").mkdir(parents=True)
+    broken = tmp_path / "tpl" / "console" / "default.j2"
+    broken.write_text("{% set line %}\n{{ alert.nodes }}{% endset %}\n")
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        f"version: 1\nstate: {{path: {tmp_path / 's.db'}}}\nalerts: {{templates: tpl}}\n"
+        "nodes:\n  a: {}\n"
+    )
+    assert main(["run", str(path)]) == 3
+    assert capsys.readouterr().err == (
+        f"watchdog run: alerts.templates: {broken}:2: "
+        "'alerts.model.Alert object' has no attribute 'nodes'\n"
+    )

@@ -1,0 +1,126 @@
+"""Templates: the built-in ones, a user's folder overriding them per sink and
+kind, strict undefined names reported with file and line, autoescape for
+HTML, and the fallback that keeps an alert from being lost to a typo."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from alerts.model import Alert, Impacted, Notification
+from alerts.sinks.alertmanager import render_alert
+from alerts.sinks.console import ConsoleSink, render_line
+from alerts.sinks.slack import blocks, reply_text, text
+from alerts.templates import TemplateError, Templates
+from topology import State
+
+T0 = 1_000_000.0
+
+
+def note(kind: str = "outage", event: str = "firing", at: float = T0 + 60) -> Notification:
+    alert = Alert(
+        key=f"{kind}:farm-oms-1",
+        kind=kind,  # type: ignore[arg-type]
+        severity="critical",
+        root_cause=("farm-oms-1",),
+        summary="farm-oms-1 down takes critical orders-workflow down (9m left)",
+        started_at=T0,
+        critical=(Impacted("orders-workflow", State.DOWN, 600.0, T0),),
+        collateral=("orders-search",),
+    )
+    return Notification(f"{kind}#1:{event}", alert, event, at)  # type: ignore[arg-type]
+
+
+def test_the_built_in_templates_say_what_the_sinks_always_said() -> None:
+    assert render_line(note()) == (
+        "FIRING critical outage:farm-oms-1 — farm-oms-1 down takes critical orders-workflow "
+        "down (9m left); takes down critical orders-workflow (9m left); 1 other node"
+    )
+    assert text(note(), T0 + 60) == (
+        "critical: farm-oms-1 down takes critical orders-workflow down (9m left) "
+        "(root cause farm-oms-1; critical down: orders-workflow)"
+    )
+    assert reply_text(note(event="resolved"), T0 + 90) == (
+        ":white_check_mark: Resolved after 1m30s: root cause `farm-oms-1`"
+    )
+
+
+def test_a_users_folder_overrides_one_sink_and_kind_and_keeps_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "outage.j2").write_text(
+        "{% set line %}{{ event | upper }} {{ alert.root_cause | join('+') }} "
+        "{% for c in critical %}{{ c.node }}:{{ c.left_s | whole }}{% endfor %}{% endset %}"
+    )
+    templates = Templates(tmp_path)
+    assert render_line(note(), templates) == "FIRING farm-oms-1 orders-workflow:9m"
+    # Another kind, and another sink, keep the built-in words.
+    assert render_line(note("drift"), templates) == render_line(note("drift"))
+    assert text(note(), T0 + 60, templates) == text(note(), T0 + 60)
+
+
+def test_a_kind_template_is_preferred_to_the_sinks_default(tmp_path: Path) -> None:
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "slack" / "anomaly.j2").write_text(
+        "{% set title %}log trouble on {{ alert.root_cause[0] }}{% endset %}"
+        "{% set text %}t{% endset %}{% set reply %}r{% endset %}"
+    )
+    templates = Templates(tmp_path)
+    [header, *_] = blocks(note("anomaly"), T0 + 60, "http://127.0.0.1:9120", templates)
+    assert header["text"]["text"] == "log trouble on farm-oms-1"
+    [header, *_] = blocks(note("outage"), T0 + 60, "http://127.0.0.1:9120", templates)
+    assert header["text"]["text"].startswith(":red_circle: farm-oms-1 down")
+
+
+def test_an_undefined_name_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "alertmanager").mkdir()
+    broken = tmp_path / "alertmanager" / "default.j2"
+    broken.write_text(
+        "{% set summary %}ok{% endset %}\n{% set description %}\n{{ alert.sumary }}{% endset %}\n"
+    )
+    templates = Templates(tmp_path)
+    with pytest.raises(TemplateError) as caught:
+        templates.parts("alertmanager", note(), T0)
+    assert str(caught.value) == f"{broken}:3: 'alerts.model.Alert object' has no attribute 'sumary'"
+    assert templates.check(("console", "alertmanager")) == [str(caught.value)]
+
+
+def test_a_syntax_error_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "default.j2").write_text("{% set line %}\n{{ event }\n{% endset %}")
+    problems = Templates(tmp_path).check(("console",))
+    assert problems == [f"{tmp_path / 'console' / 'default.j2'}:2: unexpected '}}'"]
+
+
+def test_a_failing_user_template_falls_back_to_the_built_in_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "alertmanager").mkdir()
+    (tmp_path / "alertmanager" / "default.j2").write_text("{% set summary %}{{ nope }}{% endset %}")
+    with caplog.at_level(logging.ERROR, logger="alerts.templates"):
+        body = render_alert(note(), {}, T0 + 300, "", Templates(tmp_path))
+    assert body["annotations"]["summary"] == note().alert.summary
+    assert "'nope' is undefined" in caplog.text
+
+
+def test_html_templates_are_autoescaped_and_text_ones_are_not(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "outage.j2").write_text("{% set line %}{{ value }}{% endset %}")
+    (tmp_path / "console" / "page.html.j2").write_text("{% set line %}{{ value }}{% endset %}")
+    templates = Templates(tmp_path)
+    env = templates._env  # the autoescape choice is the environment's
+    assert (
+        env.get_template("console/page.html.j2").make_module({"value": "<b>"}).line == "&lt;b&gt;"
+    )
+    assert env.get_template("console/outage.j2").make_module({"value": "<b>"}).line == "<b>"
+
+
+@pytest.mark.anyio
+async def test_the_console_sink_writes_what_the_users_template_says(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "default.j2").write_text("{% set line %}[{{ alert.key }}]{% endset %}")
+    stream = io.StringIO()
+    await ConsoleSink(stream, templates=Templates(tmp_path)).send(note(), None)
+    assert stream.getvalue() == "[outage:farm-oms-1]\n"
