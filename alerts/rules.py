@@ -71,6 +71,16 @@ class Alerting:
         """The alerts in force (firing or settling), by key."""
         return [t.alert for _, t in sorted(self._tracked.items())]
 
+    def firing(self, now: float) -> list[Notification]:
+        """A `repeat` notification of every alert that has fired and still
+        fires, by key, for sinks that must be told again and again that it
+        still fires (Alertmanager); not counted as a reminder."""
+        return [
+            Notification(f"{key}@{t.alert.started_at:.3f}#refresh", t.alert, "repeat", now)
+            for key, t in sorted(self._tracked.items())
+            if t.fired_at is not None
+        ]
+
     def update(
         self, now: float, failed: Iterable[Failed], drift: Iterable[Failed] = ()
     ) -> list[Notification]:

@@ -117,6 +117,7 @@ class Daemon:
         self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
         self.alert_rounds = 0
+        self._refreshed: dict[str, float] = {}
         self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
         self._spare_before: frozenset[str] = frozenset()
@@ -285,8 +286,6 @@ class Daemon:
                     alerts.alertmanager_url,
                     self._sink_client,
                     f"{link}/api/v1/status",
-                    # Re-sent with every reminder; until then it must stay up.
-                    resolve_timeout_s=max(300.0, 1.25 * alerts.repeat_interval_s),
                     clock=self.clock,
                     templates=templates,
                 )
@@ -375,7 +374,32 @@ class Daemon:
         self._queue(notes, now)
         delivered = await self.delivery.run_once()
         self.metrics.outbox(self.outbox.counts())
+        await self._refresh(now)
         return delivered
+
+    async def _refresh(self, now: float) -> None:
+        """Every Alertmanager sink's resend interval: the firing alerts it
+        was sent, re-posted so that Alertmanager keeps them firing."""
+        for sink in self.sinks:
+            if not isinstance(sink, AlertmanagerSink):
+                continue
+            if now - self._refreshed.get(sink.name, 0.0) < sink.resend_interval_s:
+                continue
+            self._refreshed[sink.name] = now
+            topology = self.live.topology
+            firing = []
+            for note in self.alerting.firing(now):
+                if sink.name not in self.router.decide(note.alert).sinks:
+                    continue
+                if self.silences.muting(note.alert, topology, now) is not None:
+                    continue
+                receipt = self.outbox.receipt(note, sink.name)
+                if receipt is not None:  # not yet delivered: the outbox sends it
+                    firing.append((note, receipt))
+            try:
+                await sink.refresh(firing)
+            except SinkError as err:
+                log.warning("alertmanager refresh failed sink=%s error=%s", sink.name, err)
 
     def _queue(self, notes: list[Notification], now: float) -> None:
         """Each notification into the outbox for the sinks its route names."""

@@ -29,8 +29,10 @@ and time left, the number of other nodes down) and `collateral_count`.
 
 Times: `startsAt` is when the alert started. While it fires, `endsAt` is
 now + `resolve_timeout_s` (5 minutes), as Prometheus does: Alertmanager
-resolves an alert whose client stopped re-sending, so this sink must be sent
-a `repeat` at least every `resend_interval_s` (a quarter of the timeout).
+resolves an alert whose client stopped re-sending, so the firing alerts are
+re-posted (`refresh`) every `resend_interval_s` (a quarter of the timeout);
+a daemon that dies stops refreshing, and its alerts resolve in Alertmanager
+within the timeout, while the `Watchdog` heartbeat stops too.
 A `resolved` notification sets `endsAt` to the moment the alert resolved.
 
 Errors are mapped as for the webhook sink (`alerts.sinks.webhook`): 408, 429,
@@ -43,7 +45,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -115,6 +117,26 @@ class AlertmanagerSink:
         body = render_alert(notification, labels, ends_at, self._generator_url, self._templates)
         await post_json(self._client, self._url, [body], sink=self._name)
         return Receipt(self._name, {_RECEIPT_LABELS: json.dumps(labels, sort_keys=True)})
+
+    async def refresh(self, firing: Sequence[tuple[Notification, Receipt | None]]) -> None:
+        """Re-post every firing alert in one request, with `endsAt` pushed
+        forward, as Prometheus re-sends its firing alerts: call it every
+        `resend_interval_s`. Each alert keeps the labels of its receipt.
+        Raises `SinkError`; a lost refresh is made good by the next one."""
+        if not firing:
+            return
+        ends_at = self._clock() + self._resolve_timeout_s
+        bodies = [
+            render_alert(
+                note,
+                _labels_from(receipt) or render_labels(note.alert),
+                ends_at,
+                self._generator_url,
+                self._templates,
+            )
+            for note, receipt in firing
+        ]
+        await post_json(self._client, self._url, bodies, sink=self._name)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is the caller's."""

@@ -261,6 +261,40 @@ async def test_it_ends_the_alert_when_it_resolves(
     assert alertmanager.alerts("outage:farm-d") == []
 
 
+async def test_a_refresh_pushes_ends_at_forward_and_keeps_the_first_labels(
+    alertmanager: Alertmanager, client: httpx.AsyncClient
+) -> None:
+    now = round(time.time(), 3)
+    clock = Clock(now)
+    sink = AlertmanagerSink(
+        alertmanager.url, client, GENERATOR_URL, clock=clock, resolve_timeout_s=120
+    )
+    assert sink.resend_interval_s == 30
+    first = alert("farm-r", now)
+    other = alert("farm-s", now)
+    receipts = [
+        await sink.send(Notification("n-1", first, "firing", now), None),
+        await sink.send(Notification("n-2", other, "firing", now), None),
+    ]
+
+    clock.now = now + 30
+    # Labels changed since: the refresh must still name the same alerts.
+    changed = replace(first, summary="farm-r still down", labels={"team": "other"})
+    await sink.refresh(
+        [
+            (Notification("r-1", changed, "repeat", now + 30), receipts[0]),
+            (Notification("r-2", other, "repeat", now + 30), receipts[1]),
+        ]
+    )
+
+    for key, summary in (("farm-r", "farm-r still down"), ("farm-s", "farm-s down")):
+        [held] = alertmanager.alerts(f"outage:{key}")
+        assert held["labels"] == labels(key)
+        assert held["annotations"]["summary"] == summary
+        assert at(held["endsAt"]) == pytest.approx(now + 150, abs=0.001)
+    await sink.refresh([])  # nothing firing: nothing posted, no error
+
+
 async def test_it_names_the_heartbeat_watchdog(
     alertmanager: Alertmanager, client: httpx.AsyncClient
 ) -> None:

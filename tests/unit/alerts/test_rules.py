@@ -148,3 +148,17 @@ def test_the_settle_window_counts_from_the_failure_not_from_when_it_was_seen() -
         ("outage:farm-oms-1", "firing", "critical")
     ]
     assert alerting.next_due() is None
+
+
+def test_firing_lists_the_alerts_that_fired_for_sinks_to_refresh_them() -> None:
+    alerting = Alerting(Policy(settle_s=10))
+    alerting.update(100, farm_down())
+    assert alerting.firing(105) == []  # still settling: nothing fired yet
+    [fired] = alerting.update(110, farm_down())
+    [refresh] = alerting.firing(170)
+    assert (refresh.event, refresh.alert, refresh.at) == ("repeat", fired.alert, 170)
+    assert refresh.id == "outage:farm-oms-1@100.000#refresh"
+    # Not a reminder: asking does not move the repeat schedule or send anything.
+    assert alerting.update(171, farm_down()) == []
+    alerting.update(200, [])
+    assert alerting.firing(201) == []
