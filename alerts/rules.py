@@ -65,6 +65,7 @@ class Alerting:
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy or Policy()
         self._tracked: dict[str, _Tracked] = {}
+        self._watched: frozenset[str] = frozenset()
 
     @property
     def alerts(self) -> list[Alert]:
@@ -82,10 +83,17 @@ class Alerting:
         ]
 
     def update(
-        self, now: float, failed: Iterable[Failed], drift: Iterable[Failed] = ()
+        self,
+        now: float,
+        failed: Iterable[Failed],
+        drift: Iterable[Failed] = (),
+        watched: frozenset[str] = frozenset(),
     ) -> list[Notification]:
         """The notifications due at `now`, given every failed node and the
-        nodes in drift (probed up, said down by the topology)."""
+        nodes in drift (probed up, said down by the topology). An alert that
+        takes down a `watched` critical node (one a running maneuver
+        impacts) does not wait for the settle window."""
+        self._watched = watched
         current = _group(now, failed)
         for node in drift:
             key = f"drift:{node.node}"

@@ -70,6 +70,8 @@ class Backend(Protocol):
 
     def announce(self, notification: Notification) -> None: ...
 
+    def watch(self) -> None: ...
+
 
 def _problems(status: int, *messages: str) -> Response:
     """An error answer: every problem, for people, and the status."""
@@ -254,6 +256,7 @@ def create_app(backend: Backend) -> Starlette:
         except ManeuverError as err:
             return _problems(400, str(err))
         backend.announce(note)
+        backend.watch()
         return JSONResponse(
             maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
         )
@@ -315,6 +318,7 @@ def create_app(backend: Backend) -> Starlette:
             status = 404 if str(err).startswith("no maneuver") else 409
             return _problems(status, str(err))
         backend.announce(note)
+        backend.watch()
         return JSONResponse(maneuver.to_json())
 
     async def reload(request: Request) -> Response:

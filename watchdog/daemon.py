@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -44,6 +45,9 @@ from watchdog.store import Store
 __all__ = ["Daemon", "StartError"]
 
 log = logging.getLogger(__name__)
+
+# How often, at least, the probes of a node a running maneuver impacts run.
+WATCH_INTERVAL_S = 5.0
 
 
 class StartError(Exception):
@@ -103,8 +107,11 @@ class Daemon:
         self.store = Store.open(self.config.state_path, clock=clock)
         self._clients = HttpClients()
         self._checks = self._build(self.config.probes)
+        self.maneuvers = Maneuvers(self.store)
+        # Resumed after a restart: maneuvers still running are still watched.
+        self.watched = self.maneuvers.watched()
         self.scheduler: ProbeScheduler[ProbeConfig] = ProbeScheduler(
-            self.config.probes, self._check, clock, on_lag=self._lag
+            self._scheduled(self.config.probes), self._check, clock, on_lag=self._lag
         )
         self.alerting = Alerting(
             Policy(
@@ -113,7 +120,6 @@ class Daemon:
             )
         )
         self.outbox = Outbox(self.store)
-        self.maneuvers = Maneuvers(self.store)
         self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
         self.alert_rounds = 0
@@ -172,7 +178,7 @@ class Daemon:
             # Nothing will report them up again: their open incidents end now.
             ended = self.store.end_incidents(removed, self.clock())
             log.info("reload removed nodes=%d ended_incidents=%d", len(removed), ended)
-        self.scheduler.replace(config.probes)
+        self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
         self._publish(everything=True)
         self.metrics.reloaded(True, self.clock())
@@ -357,6 +363,30 @@ class Daemon:
                 # The URL may carry a token: name the error, not the URL.
                 log.warning("heartbeat failed error=%s", type(err).__name__)
 
+    def watch(self) -> None:
+        """Bring the close watch up to date with the running maneuvers: the
+        critical nodes they impact are probed at least every
+        `WATCH_INTERVAL_S`, and their alerts skip the settle window."""
+        watched = self.maneuvers.watched()
+        if watched != self.watched:
+            self.watched = watched
+            self.scheduler.replace(self._scheduled(self.config.probes))
+            log.info("watching closely nodes=%s", ",".join(sorted(watched)) or "-")
+
+    def _scheduled(self, probes: tuple[ProbeConfig, ...]) -> tuple[ProbeConfig, ...]:
+        """`probes`, those of watched nodes made to run more often."""
+        return tuple(
+            dataclasses.replace(
+                p,
+                schedule=dataclasses.replace(
+                    p.schedule, interval_s=min(p.schedule.interval_s, WATCH_INTERVAL_S)
+                ),
+            )
+            if p.node in self.watched
+            else p
+            for p in probes
+        )
+
     def announce(self, notification: Notification) -> None:
         """Queue a notification for every sink (maneuvers); the alert loop
         delivers it."""
@@ -368,7 +398,9 @@ class Daemon:
         if not self.live.settled:
             return 0
         now = self.clock()
-        notes = self.alerting.update(now, self.live.failed(), self.live.drifting())
+        notes = self.alerting.update(
+            now, self.live.failed(), self.live.drifting(), watched=self.watched
+        )
         topology = self.live.topology
         notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
         self._queue(notes, now)

@@ -141,6 +141,19 @@ class Maneuvers:
         )
         return ended, Notification(f"maneuver:{ident}:end", alert, "resolved", at)
 
+    def watched(self) -> frozenset[str]:
+        """The critical nodes that running maneuvers impact: watched closely
+        until the maneuvers end."""
+        rows = self.store.query(
+            "cannot read maneuvers", "SELECT impact FROM maneuvers WHERE state = 'running'"
+        )
+        return frozenset(
+            i["node"]
+            for (impact,) in rows
+            for i in json.loads(impact).get("impacted", [])
+            if i.get("critical")
+        )
+
     def get(self, ident: int) -> Maneuver:
         """The maneuver `ident`; `ManeuverError` when there is none."""
         rows = self.store.query(

@@ -9,9 +9,10 @@ import hashlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 # APScheduler 3 ships no type information; everything from it is Any here.
@@ -216,6 +217,11 @@ class ProbeScheduler(Generic[P]):
         _logger.info("probe scheduler stopped cancelled=%d", cancelled)
 
     # --- state ------------------------------------------------------------
+
+    @property
+    def probes(self) -> Mapping[str, P]:
+        """The scheduled probes by key, as last given (read-only)."""
+        return MappingProxyType(self._probes)
 
     @property
     def in_flight(self) -> int:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from watchdog.daemon import Daemon
+from topology import Action
+from watchdog.daemon import WATCH_INTERVAL_S, Daemon
 from watchdog.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -313,8 +314,10 @@ async def test_a_maneuver_that_takes_a_critical_node_down_is_refused_unless_forc
         return (await status(client))["workflow"]["effective"] == "down"
 
     await until(down)
+    assert daemon.watched == {"workflow"}  # watched closely while it runs
     ended = await client.post(f"/api/v1/maneuvers/{ident}/end", headers=AUTH)
     assert ended.json()["outcome"] == "not recovered: farm, search, workflow"
+    assert daemon.watched == frozenset()
 
     listed = (await client.get("/api/v1/maneuvers")).json()["maneuvers"]
     assert [(m["id"], m["state"], m["by"]) for m in listed] == [
@@ -374,3 +377,38 @@ async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
     assert bad.json() == {"problems": ["for: bad duration 'soon': e.g. 2h"]}
     announced = sum(n for (sink, _), n in daemon.outbox.counts().items() if sink == "console")
     assert announced == 2  # both silences, the forced one as a warning
+
+
+def test_a_running_maneuver_makes_the_probes_of_its_critical_nodes_run_more_often(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        estate(9, tmp_path / "state.db")
+        .replace("interval: 100ms", "interval: 1m")
+        .replace(
+            "search: {runs_on: [farm]}",
+            "search:\n    runs_on: [farm]\n    probes: [{tcp: '127.0.0.1:9', interval: 1m}]",
+        )
+    )
+    daemon = Daemon(path)
+    try:
+        maneuver, _ = daemon.maneuvers.start(
+            daemon.live, [Action("shutdown", "farm")], by="alice", reason="r", force=True, at=1.0
+        )
+        daemon.watch()
+        intervals = {k: p.schedule.interval_s for k, p in daemon.scheduler.probes.items()}
+        # workflow is critical and impacted; search is impacted but not critical.
+        assert intervals == {"farm#0": 60.0, "workflow#0": WATCH_INTERVAL_S, "search#0": 60.0}
+    finally:
+        daemon.store.close()
+
+    # A restart resumes the watch of a maneuver still running, then its end lifts it.
+    daemon = Daemon(path)
+    try:
+        assert daemon.scheduler.probes["workflow#0"].schedule.interval_s == WATCH_INTERVAL_S
+        daemon.maneuvers.end(daemon.live, maneuver.id, 2.0)
+        daemon.watch()
+        assert daemon.scheduler.probes["workflow#0"].schedule.interval_s == 60.0
+    finally:
+        daemon.store.close()

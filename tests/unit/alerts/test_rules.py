@@ -162,3 +162,12 @@ def test_firing_lists_the_alerts_that_fired_for_sinks_to_refresh_them() -> None:
     assert alerting.update(171, farm_down()) == []
     alerting.update(200, [])
     assert alerting.firing(201) == []
+
+
+def test_an_alert_on_a_watched_critical_node_skips_the_settle_window() -> None:
+    alerting = Alerting(Policy(settle_s=10))
+    [note] = alerting.update(100, farm_down(), watched=frozenset({"orders-workflow"}))
+    assert (note.event, note.alert.key) == ("firing", "outage:farm-oms-1")
+    # Watching a node the alert does not take down changes nothing.
+    other = Alerting(Policy(settle_s=10))
+    assert other.update(100, farm_down(), watched=frozenset({"svc-01", "billing"})) == []
