@@ -147,8 +147,12 @@ class Alerting:
 
     def _settled_at(self, tracked: _Tracked) -> float:
         """When a pending alert may speak: `settle_s` after its problem
-        started (its earliest failure), not after a caller first saw it."""
-        return min(tracked.first_seen, tracked.alert.started_at) + self.policy.settle_s
+        started (its earliest failure), not after a caller first saw it; at
+        once when it takes down a watched node."""
+        start = min(tracked.first_seen, tracked.alert.started_at)
+        if self._watched and any(i.node in self._watched for i in tracked.alert.critical):
+            return start
+        return start + self.policy.settle_s
 
     def next_due(self) -> float | None:
         """The earliest time a settling alert becomes due, so a caller on a
