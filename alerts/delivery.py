@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from alerts.model import Notification, Receipt, Sink, SinkError
+from alerts.model import Notification, Receipt, Recoverable, Sink, SinkError
 
 __all__ = ["Backoff", "Delivery", "Entry", "Outbox"]
 
@@ -39,6 +39,10 @@ class Outbox(Protocol):
     def receipt(self, notification: Notification, sink: str) -> Receipt | None:
         """The receipt of the last delivered notification of the same alert
         occurrence to `sink`."""
+        ...
+
+    def begin(self, entry: Entry, at: float) -> None:
+        """Record, durably, that an attempt at `entry` starts (its count)."""
         ...
 
     def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None: ...
@@ -103,7 +107,9 @@ class Delivery:
             try:
                 async with asyncio.timeout(self.send_timeout_s):
                     previous = self.outbox.receipt(entry.notification, name)
-                    receipt = await sink.send(entry.notification, previous)
+                    receipt = await self._recovered(sink, entry, previous)
+                    if receipt is None:
+                        receipt = await sink.send(entry.notification, previous)
             except SinkError as err:
                 self._failed(entry, str(err), err.permanent, err.retry_after_s)
                 continue
@@ -121,6 +127,33 @@ class Delivery:
             self.outbox.delivered(entry, receipt, self.clock())
             delivered += 1
         return delivered
+
+    async def _recovered(
+        self, sink: Sink, entry: Entry, previous: Receipt | None
+    ) -> Receipt | None:
+        """For a sink that can look: the receipt of an earlier attempt that
+        did deliver `entry` though its outcome was lost; None when there is
+        none (after recording that a new attempt starts)."""
+        if not isinstance(sink, Recoverable):
+            return None
+        if entry.attempts:
+            try:
+                found = await sink.find(entry.notification, previous)
+            except SinkError as err:
+                if not err.permanent:
+                    raise
+                # Cannot look (a missing scope): at least once rather than never.
+                log.warning("cannot check an earlier attempt sink=%s error=%s", entry.sink, err)
+                found = None
+            if found is not None:
+                log.info(
+                    "already delivered by an earlier attempt sink=%s notification=%s",
+                    entry.sink,
+                    entry.notification.id,
+                )
+                return found
+        self.outbox.begin(entry, self.clock())
+        return None
 
     def _failed(
         self, entry: Entry, error: str, permanent: bool, retry_after_s: float | None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from topology import State
 
@@ -17,6 +17,7 @@ __all__ = [
     "Impacted",
     "Notification",
     "Receipt",
+    "Recoverable",
     "Severity",
     "Sink",
     "SinkError",
@@ -114,4 +115,17 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Recoverable(Protocol):
+    """A sink that can tell whether a notification was already delivered by
+    an attempt whose outcome was lost (a crash mid-delivery, a timeout), so
+    that it is not delivered twice. Delivery records each attempt before it
+    starts, and asks `find` before trying again."""
+
+    async def find(self, notification: Notification, previous: Receipt | None) -> Receipt | None:
+        """The receipt of `notification` if the far side holds it already,
+        else None. Raises `SinkError`."""
         ...

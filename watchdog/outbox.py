@@ -73,32 +73,41 @@ class Outbox:
         data = json.loads(rows[0][0])
         return Receipt(data["sink"], MappingProxyType(dict(data["data"])))
 
+    # Attempts are counted as `entry.attempts + 1`, not incremented: an
+    # attempt recorded by `begin` and then by its outcome counts once.
+
+    def begin(self, entry: Entry, at: float) -> None:
+        """Record that an attempt at `entry` starts, before it does."""
+        with self.store.transaction("cannot record a delivery attempt") as connection:
+            connection.execute(
+                "UPDATE outbox SET attempts = ? WHERE id = ?", (entry.attempts + 1, entry.id)
+            )
+
     def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
         """Mark `entry` delivered with the sink's receipt."""
         text = json.dumps({"sink": receipt.sink, "data": dict(receipt.data)})
         with self.store.transaction("cannot mark a notification delivered") as connection:
             connection.execute(
-                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, receipt = ?,"
+                "UPDATE outbox SET state = 'delivered', attempts = ?, receipt = ?,"
                 " finished_at = ?, last_error = '' WHERE id = ?",
-                (text, at, entry.id),
+                (entry.attempts + 1, text, at, entry.id),
             )
 
     def retry(self, entry: Entry, error: str, at: float, next_at: float) -> None:
         """Record a transient failure; try again at `next_at`."""
         with self.store.transaction("cannot reschedule a notification") as connection:
             connection.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
-                " WHERE id = ?",
-                (error, next_at, entry.id),
+                "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                (entry.attempts + 1, error, next_at, entry.id),
             )
 
     def give_up(self, entry: Entry, error: str, at: float) -> None:
         """Record a permanent failure: the entry is not tried again."""
         with self.store.transaction("cannot give up a notification") as connection:
             connection.execute(
-                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                "UPDATE outbox SET state = 'failed', attempts = ?, last_error = ?,"
                 " finished_at = ? WHERE id = ?",
-                (error, at, entry.id),
+                (entry.attempts + 1, error, at, entry.id),
             )
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
@@ -44,6 +45,13 @@ _SECTION_MAX = 3000
 _CONTEXT_MAX = 2000
 # Room kept at the end of every node section for the "and N more" line.
 _MORE_ROOM = 40
+# Every message we post names its notification in its metadata.
+_METADATA_EVENT = "watchdog_notification"
+# How far before a notification was made its message is looked for (clocks
+# differ, Slack's ts is Slack's time).
+_CLOCK_SKEW_S = 300.0
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+_LIST_PAGES = 10
 # Node names listed in the notification text (what phones and screen readers show).
 _TEXT_NODES = 10
 # Root causes linked to their incident history.
@@ -350,6 +358,7 @@ class SlackSink:
         self._channels = dict(channels)
         self._channel_for = channel_for
         self._templates = templates
+        self._channel_ids: dict[str, str] = {}
         self._link_base = link_base
         self._timeout_s = timeout_s
         self._client = AsyncWebClient(
@@ -382,6 +391,7 @@ class SlackSink:
                     text=text(notification, now, self._templates),
                     blocks=blocks(notification, now, self._link_base, self._templates),
                     unfurl_links=False,
+                    metadata=_metadata(notification),
                 ),
             )
             receipt = self._receipt(str(answer.get("channel", channel)), str(answer["ts"]))
@@ -407,10 +417,73 @@ class SlackSink:
                 thread_ts=ts,
                 text=reply_text(notification, now, self._templates),
                 reply_broadcast=True if event == "escalated" else None,
+                metadata=_metadata(notification),
             ),
         )
         log.debug("slack replied event=%s alert=%s channel=%s", event, alert.key, channel)
         return self._receipt(channel, ts, reply_ts=str(answer["ts"]))
+
+    async def find(self, notification: Notification, previous: Receipt | None) -> Receipt | None:
+        """The receipt of `notification` if Slack already holds its message
+        (an attempt whose answer was lost: a crash, a timeout), found by the
+        notification id in the message metadata; None when it does not."""
+        root = _root(previous)
+        oldest = f"{notification.at - _CLOCK_SKEW_S:.6f}"
+        if notification.event == "firing" or root is None:
+            channel = await self._channel_id(self._channel(notification.alert))
+            if channel is None:
+                return None
+            answer = await self._call(
+                "conversations.history",
+                channel,
+                self._client.conversations_history(
+                    channel=channel, oldest=oldest, include_all_metadata=True, limit=200
+                ),
+                need_ts=False,
+            )
+            ts = _posted(answer, notification.id)
+            return None if ts is None else self._receipt(channel, ts)
+        channel, ts = root
+        answer = await self._call(
+            "conversations.replies",
+            channel,
+            self._client.conversations_replies(
+                channel=channel, ts=ts, oldest=oldest, include_all_metadata=True, limit=200
+            ),
+            need_ts=False,
+        )
+        reply = _posted(answer, notification.id)
+        return None if reply is None else self._receipt(channel, ts, reply_ts=reply)
+
+    async def _channel_id(self, channel: str) -> str | None:
+        """The id of `channel` (Slack's reads take only ids): as it is when
+        it looks like one, else looked up once by name (this needs the
+        channels:read scope; without it, None)."""
+        if _CHANNEL_ID.fullmatch(channel):
+            return channel
+        if channel in self._channel_ids:
+            return self._channel_ids[channel]
+        cursor = None
+        for _ in range(_LIST_PAGES):
+            answer = await self._call(
+                "conversations.list",
+                channel,
+                self._client.conversations_list(
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
+                ),
+                need_ts=False,
+            )
+            for item in answer.get("channels") or ():
+                if isinstance(item, Mapping) and item.get("name") == channel.lstrip("#"):
+                    self._channel_ids[channel] = str(item["id"])
+                    return self._channel_ids[channel]
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
 
     async def aclose(self) -> None:
         # slack-sdk opens and closes a session per call when given none.
@@ -425,7 +498,9 @@ class SlackSink:
     def _receipt(self, channel: str, ts: str, **extra: str) -> Receipt:
         return Receipt(self._name, MappingProxyType({"channel": channel, "ts": ts, **extra}))
 
-    async def _call(self, method: str, channel: str, call: Awaitable[Any]) -> Mapping[str, Any]:
+    async def _call(
+        self, method: str, channel: str, call: Awaitable[Any], *, need_ts: bool = True
+    ) -> Mapping[str, Any]:
         where = f"slack {method} channel {channel!r}"
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -441,9 +516,29 @@ class SlackSink:
                 raise
             raise mapped from None
         data = answer.data
-        if not isinstance(data, Mapping) or not isinstance(data.get("ts"), str):
+        if not isinstance(data, Mapping):
+            raise SinkError(f"{where}: answer is not an object", permanent=False)
+        if need_ts and not isinstance(data.get("ts"), str):
             raise SinkError(f"{where}: answer without a ts", permanent=False)
         return data
+
+
+def _metadata(notification: Notification) -> dict[str, Any]:
+    """Message metadata naming the notification, so that `find` can tell
+    whether a message was already posted."""
+    return {"event_type": _METADATA_EVENT, "event_payload": {"id": notification.id}}
+
+
+def _posted(answer: Mapping[str, Any], ident: str) -> str | None:
+    """The ts of the message in `answer` whose metadata names `ident`."""
+    for message in answer.get("messages") or ():
+        metadata = message.get("metadata") if isinstance(message, Mapping) else None
+        if not isinstance(metadata, Mapping) or metadata.get("event_type") != _METADATA_EVENT:
+            continue
+        payload = metadata.get("event_payload")
+        if isinstance(payload, Mapping) and payload.get("id") == ident:
+            return str(message.get("ts"))
+    return None
 
 
 def _root(previous: Receipt | None) -> tuple[str, str] | None:

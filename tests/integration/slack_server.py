@@ -23,6 +23,7 @@ _BLOCK_TYPES = frozenset(
     {"header", "section", "context", "divider", "actions", "image", "rich_text", "input"}
 )
 _TEXT_TYPES = frozenset({"plain_text", "mrkdwn"})
+_READS = ("conversations.list", "conversations.history", "conversations.replies")
 _BOOLEAN_PARAMS = frozenset({"reply_broadcast", "unfurl_links", "unfurl_media", "mrkdwn"})
 
 
@@ -35,6 +36,9 @@ class Fault:
     content_type: str = "application/json; charset=utf-8"
     headers: Mapping[str, str] = field(default_factory=dict)
     hang: bool = False
+    # Carry the request out, then hang instead of answering: the client
+    # never learns that it succeeded (a crash or a timeout mid-delivery).
+    accept: bool = False
 
     @classmethod
     def error(cls, code: str, status: int = 200) -> Fault:
@@ -57,6 +61,11 @@ class Fault:
     def hanging(cls) -> Fault:
         """No answer until the client gives up (or the server closes)."""
         return cls(hang=True)
+
+    @classmethod
+    def lost_answer(cls) -> Fault:
+        """The request is carried out, but its answer never arrives."""
+        return cls(hang=True, accept=True)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class Message:
     thread_ts: str | None = None
     reply_broadcast: bool = False
     updates: int = 0
+    metadata: Mapping[str, Any] | None = None
 
 
 class SlackServer:
@@ -160,6 +170,8 @@ class SlackServer:
         params = _parse(headers.get("content-type", ""), raw)
         with self._lock:
             fault = self.faults.popleft() if self.faults else None
+        if fault is not None and fault.accept and not webhook:
+            self._api(method, token, params)
         if fault is not None:
             if fault.hang:
                 self.release.wait(_HANG_BOUND_S)
@@ -181,12 +193,14 @@ class SlackServer:
             self.calls.append(Call(method, token, params, status))
 
     def _api(self, method: str, token: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-        if method not in ("chat.postMessage", "chat.update"):
+        if method not in ("chat.postMessage", "chat.update", *_READS):
             return _refuse("unknown_method")
         if token is None:
             return _refuse("not_authed")
         if token != self.token:
             return _refuse("invalid_auth")
+        if method in _READS:
+            return self._read(method, params)
         channel = self._channel_id(str(params.get("channel", "")), by_name=method != "chat.update")
         if channel is None:
             return _refuse("channel_not_found")
@@ -216,6 +230,9 @@ class SlackServer:
                 return _refuse("thread_not_found")
             self._serial += 1
             ts = f"{1_700_000_000 + self._serial}.{self._serial:06d}"
+            metadata = params.get("metadata")
+            if isinstance(metadata, str):  # form-encoded
+                metadata = json.loads(metadata)
             self.messages.append(
                 Message(
                     channel,
@@ -224,9 +241,43 @@ class SlackServer:
                     blocks,
                     thread_ts=thread_ts,
                     reply_broadcast=params.get("reply_broadcast") is True,
+                    metadata=metadata,
                 )
             )
             return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
+
+    def _read(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """conversations.list, .history and .replies, as Slack answers them
+        (one page; history newest first; metadata only when asked for)."""
+        if method == "conversations.list":
+            listed = [{"id": i, "name": n.lstrip("#")} for n, i in self.channels.items()]
+            return {"ok": True, "channels": listed, "response_metadata": {"next_cursor": ""}}
+        # Like Slack, the reads take only a channel id.
+        channel = self._channel_id(str(params.get("channel", "")), by_name=False)
+        if channel is None:
+            return _refuse("channel_not_found")
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        with self._lock:
+            if method == "conversations.history":
+                found = [m for m in self.messages if m.thread_ts is None or m.reply_broadcast]
+            else:
+                parent = params.get("ts")
+                found = [m for m in self.messages if parent in (m.ts, m.thread_ts)]
+            found = [m for m in found if m.channel == channel and float(m.ts) >= oldest]
+            if method == "conversations.history":
+                found.reverse()
+            messages = [
+                {
+                    "type": "message",
+                    "ts": m.ts,
+                    "text": m.text,
+                    **({"thread_ts": m.thread_ts} if m.thread_ts else {}),
+                    **({"metadata": m.metadata} if with_metadata and m.metadata else {}),
+                }
+                for m in found
+            ]
+        return {"ok": True, "messages": messages, "has_more": False}
 
     def _channel_id(self, channel: str, *, by_name: bool) -> str | None:
         """The id of `channel`; chat.update, like Slack, takes only an id."""
@@ -325,13 +376,21 @@ def _parse(content_type: str, raw: bytes) -> dict[str, Any]:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        # The reads (conversations.*) come as GET with a query string.
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers["content-type"] = "application/x-www-form-urlencoded"
+        self._answer(path, headers, query.encode())
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
+        self._answer(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
+
+    def _answer(self, path: str, headers: Mapping[str, str], raw: bytes) -> None:
         slack: SlackServer = self.server.slack  # type: ignore[attr-defined]
-        status, content_type, body, extra = slack.handle(
-            self.path, {k.lower(): v for k, v in self.headers.items()}, raw
-        )
+        status, content_type, body, extra = slack.handle(path, headers, raw)
         data = body.encode()
         try:
             self.send_response(status)

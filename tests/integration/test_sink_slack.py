@@ -121,6 +121,12 @@ def notification(event: Any, at: float, alert: Alert = ALERT) -> Notification:
     return Notification(id=f"{alert.key}:{event}:{at:g}", alert=alert, event=event, at=at)
 
 
+def metadata(event: str, at: float, alert: Alert = ALERT) -> dict[str, Any]:
+    """The metadata naming a notification, posted with each message."""
+    ident = f"{alert.key}:{event}:{at:g}"
+    return {"event_type": "watchdog_notification", "event_payload": {"id": ident}}
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # slack-sdk takes a proxy from these (ignoring NO_PROXY): loopback only here.
@@ -163,6 +169,7 @@ async def test_it_posts_a_firing_alert_as_block_kit(slack: Any) -> None:
         "text": FIRING_TEXT,
         "blocks": FIRING_BLOCKS,
         "unfurl_links": False,
+        "metadata": metadata("firing", T0 + 150),
     }
     (message,) = slack.messages
     assert receipt == Receipt("slack", {"channel": "C0INCIDENTS", "ts": message.ts})
@@ -202,6 +209,7 @@ async def test_it_resolves_by_updating_the_original_and_replying_in_its_thread(
         "channel": "C0INCIDENTS",
         "thread_ts": original.ts,
         "text": RESOLVED_REPLY,
+        "metadata": metadata("resolved", T0 + 630),
     }
     assert (original.text, original.blocks, original.updates) == (
         RESOLVED_TEXT,
@@ -229,6 +237,7 @@ async def test_it_replies_in_the_thread_for_repeat_and_escalated(slack: Any) -> 
             "thread_ts": original.ts,
             "text": "Still firing after 5m, root cause `farm-oms-1`: "
             "`orders-workflow` (5m left of 10m), `orders-store` (5m30s left of 10m)",
+            "metadata": metadata("repeat", T0 + 300),
         },
         {
             "channel": "C0INCIDENTS",
@@ -237,6 +246,7 @@ async def test_it_replies_in_the_thread_for_repeat_and_escalated(slack: Any) -> 
             "`farm-oms-1`: `orders-workflow` (target 10m breached 1m40s ago), "
             "`orders-store` (target 10m breached 1m10s ago)",
             "reply_broadcast": True,
+            "metadata": metadata("escalated", T0 + 700),
         },
     ]
     # Every receipt points at the original: the thread stays one thread.
