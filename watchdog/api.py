@@ -6,7 +6,7 @@ the daemon's environment."""
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +72,8 @@ class Backend(Protocol):
 
     def watch(self) -> None: ...
 
+    def probe_details(self, key: str) -> Mapping[str, Any] | None: ...
+
 
 def _problems(status: int, *messages: str) -> Response:
     """An error answer: every problem, for people, and the status."""
@@ -126,6 +128,7 @@ def create_app(backend: Backend) -> Starlette:
                             "last_reason": p.last_reason,
                             "last_latency_s": p.last_latency_s,
                             "last_at": p.last_at,
+                            **(backend.probe_details(p.key) or {}),
                         }
                         for p in node.probes
                     ],

@@ -33,14 +33,16 @@ from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
 from watchdog.api import TOKEN_ENV, Reload, create_app
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
+from watchdog.latency_watch import LatencyWatch
 from watchdog.live import LiveState
 from watchdog.maneuvers import Maneuvers
 from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
+from watchdog.probe_state import ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
 from watchdog.scheduler import ProbeScheduler
 from watchdog.silences import Silences
-from watchdog.store import Store
+from watchdog.store import Store, StoreError
 
 __all__ = ["Daemon", "StartError"]
 
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # How often, at least, the probes of a node a running maneuver impacts run.
 WATCH_INTERVAL_S = 5.0
+# How often what probes learned is saved (and at every clean stop).
+SAVE_INTERVAL_S = 300.0
 
 
 class StartError(Exception):
@@ -105,6 +109,9 @@ class Daemon:
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
+        self.probe_state = ProbeState(self.store)
+        self.latency = LatencyWatch(self.probe_state)
+        self.latency.replace(self.config.probes)
         self._clients = HttpClients()
         self._checks = self._build(self.config.probes)
         self.maneuvers = Maneuvers(self.store)
@@ -173,6 +180,8 @@ class Daemon:
         self.config = config
         self.router = router
         self._checks = self._build(config.probes)
+        self.latency.replace(config.probes)
+        self.metrics.forget_probes()
         transitions = self.live.replace(config.topology, config.probes)
         if removed:
             # Nothing will report them up again: their open incidents end now.
@@ -212,6 +221,7 @@ class Daemon:
         )
         self.scheduler.start()
         alerting = asyncio.create_task(self._alert_loop())
+        saving = asyncio.create_task(self._save_loop())
         beating = None
         if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
             beating = asyncio.create_task(self._heartbeat_loop())
@@ -220,11 +230,12 @@ class Daemon:
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             log.info("stopping")
-            for task in (alerting, beating):
+            for task in (alerting, beating, saving):
                 if task is not None:
                     task.cancel()
                     await asyncio.wait({task}, timeout=5)
             await self.scheduler.shutdown(grace_s=2)
+            self.save_learned()
             self._server.should_exit = True
             await asyncio.wait({serving}, timeout=5)
             await self._clients.aclose()
@@ -236,6 +247,19 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             log.info("stopped")
+
+    def save_learned(self) -> None:
+        """Save what the probes learned (latency baselines), so that a
+        restart does not learn it again; failures are logged."""
+        try:
+            self.latency.save(self.clock())
+        except StoreError as err:
+            log.error("cannot save what probes learned: %s", err)
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL_S)
+            self.save_learned()
 
     def stop(self) -> None:
         """Ask `run()` to return."""
@@ -363,6 +387,12 @@ class Daemon:
                 # The URL may carry a token: name the error, not the URL.
                 log.warning("heartbeat failed error=%s", type(err).__name__)
 
+    def probe_details(self, key: str) -> dict[str, Any] | None:
+        """What a probe learned, for the API: its latency percentiles and
+        baseline."""
+        latency = self.latency.details(key)
+        return None if latency is None else {"latency": latency}
+
     def watch(self) -> None:
         """Bring the close watch up to date with the running maneuvers: the
         critical nodes they impact are probed at least every
@@ -469,7 +499,11 @@ class Daemon:
             result = ProbeResult(State.DOWN, f"no answer within {wait}", None)
         finally:
             self.metrics.in_flight.dec()
+        result = self.latency.track(probe.key, result, self.clock())
         self.metrics.result(probe.node, probe.key, result.state, time.monotonic() - started)
+        baseline = self.latency.baseline(probe.key)
+        if baseline is not None and result.latency_s is not None:
+            self.metrics.latency(probe.node, probe.key, baseline)
         was_ready = self.live.ready
         transitions = self.live.record(probe.key, result.state, result.reason, result.latency_s)
         if transitions:

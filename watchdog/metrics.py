@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerts.transitions import Transition
 from topology import State
+from watchdog.latency import LatencyBaseline
 
 __all__ = ["STATE_VALUES", "Metrics"]
 
@@ -91,6 +92,24 @@ class Metrics:
             ["sink", "state"],
             registry=registry,
         )
+        self.latency_recent = Gauge(
+            "watchdog_probe_latency_recent_seconds",
+            "Percentiles (50, 95, 99) of a probe's latest answers (its window).",
+            ["node", "probe", "percentile"],
+            registry=registry,
+        )
+        self.latency_baseline = Gauge(
+            "watchdog_probe_latency_baseline_seconds",
+            "The usual p95 latency of a probe, once learned.",
+            ["node", "probe"],
+            registry=registry,
+        )
+        self.latency_regression = Gauge(
+            "watchdog_probe_latency_regression",
+            "1 while a probe's latency is well above its baseline.",
+            ["node", "probe"],
+            registry=registry,
+        )
         self.ready = Gauge(
             "watchdog_ready",
             "1 once the topology is loaded and every probe has reported once.",
@@ -101,6 +120,22 @@ class Metrics:
         """One probe result."""
         self.probe_results.labels(node, probe, str(state)).inc()
         self.probe_duration.labels(node, probe).observe(duration_s)
+
+    def latency(self, node: str, probe: str, baseline: LatencyBaseline) -> None:
+        """A probe's latency percentiles, baseline and regression now."""
+        p = baseline.percentiles()
+        if p is not None:
+            for name, value in (("50", p.p50), ("95", p.p95), ("99", p.p99)):
+                self.latency_recent.labels(node, probe, name).set(value)
+        if baseline.baseline_s is not None:
+            self.latency_baseline.labels(node, probe).set(baseline.baseline_s)
+        self.latency_regression.labels(node, probe).set(1 if baseline.regression else 0)
+
+    def forget_probes(self) -> None:
+        """Drop every per-probe latency series (after a reload; those still
+        configured come back at their next result)."""
+        for gauge in (self.latency_recent, self.latency_baseline, self.latency_regression):
+            gauge.clear()
 
     def count(self, transitions: Iterable[Transition]) -> None:
         """Transitions as they happen."""

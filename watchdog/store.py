@@ -138,6 +138,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX silences_expires ON silences (expires_at)",
     ),
+    (
+        # What probes learned and must not relearn after a restart
+        # (watchdog/probe_state.py): log offsets, anomaly baselines, Drain
+        # templates, latency baselines; by probe and part.
+        """
+        CREATE TABLE probe_state (
+            probe TEXT NOT NULL,
+            part TEXT NOT NULL,
+            data BLOB NOT NULL,
+            saved_at REAL NOT NULL,
+            PRIMARY KEY (probe, part)
+        )
+        """,
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)

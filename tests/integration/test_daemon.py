@@ -159,6 +159,21 @@ async def test_it_becomes_ready_and_shows_every_node(
         "up",
         "OK - fine",
     )
+    assert "latency" not in probe  # an exec probe has no latency baseline
+
+    # The TCP probe's latency: percentiles of its window, learning its baseline.
+    async def sampled() -> dict[str, Any] | None:
+        [farm] = (await status(client))["farm"]["probes"]
+        return farm["latency"] if farm["latency"]["samples"] >= 2 else None
+
+    latency = await until(sampled)
+    assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["p99_s"]
+    assert (latency["baseline_p95_s"], latency["regression"]) == (None, None)  # learning
+    text = (await client.get("/metrics")).text
+    assert (
+        'watchdog_probe_latency_recent_seconds{node="farm",percentile="95",probe="farm#0"}' in text
+    )
+    assert 'watchdog_probe_latency_regression{node="farm",probe="farm#0"} 0.0' in text
 
 
 async def test_a_farm_going_down_takes_the_critical_service_down_naming_the_farm(
