@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from slack_server import SlackServer
+from waiting import until
 
 from watchdog.cli import main
 from watchdog.daemon import Daemon
@@ -66,16 +67,6 @@ def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS", "#pay": "C0PAY"}
     ) as server:
         yield server
-
-
-async def until(what: Any, deadline: float = DEADLINE_S) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not (got := what()):
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {deadline}s")
-        await asyncio.sleep(0.05)
-    return got
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from slack_server import Fault, SlackServer
+from waiting import until
 
 from alerts.delivery import Backoff, Delivery
 from alerts.model import Alert, Impacted, Notification
@@ -72,16 +73,6 @@ def note(event: Any, at: float) -> Notification:
 
 def delivery(store: Store, sink: SlackSink, clock: Clock) -> Delivery:
     return Delivery(Outbox(store), {"slack": sink}, clock, backoff=Backoff(base_s=1.0))
-
-
-async def until(what: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + DEADLINE_S
-    while not (got := what()):
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {DEADLINE_S}s")
-        await asyncio.sleep(0.02)
-    return got
 
 
 @pytest.mark.parametrize("channel", ["#incidents", "C0INCIDENTS"])
