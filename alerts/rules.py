@@ -34,6 +34,10 @@ class Failed:
     recovery_target_s: float
     since: float
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Early signs its own probes report (log anomalies, a latency
+    # regression), one line each: a node failed for them alone is an
+    # anomaly alert.
+    anomalies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,9 @@ class Alerting:
 
 def _group(now: float, failed: Iterable[Failed]) -> dict[str, Alert]:
     """One alert per set of root causes that takes down a critical node or
-    any node at all; degraded non-critical nodes only ride along."""
+    any node at all; degraded non-critical nodes only ride along, unless
+    their own early signs (anomalies) degrade them: that is an anomaly
+    alert of its own, whatever the node."""
     by_cause: dict[tuple[str, ...], list[Failed]] = {}
     for node in failed:
         by_cause.setdefault(node.causes or (node.node,), []).append(node)
@@ -197,7 +203,8 @@ def _group(now: float, failed: Iterable[Failed]) -> dict[str, Alert]:
     for causes, nodes in by_cause.items():
         critical = sorted((n for n in nodes if n.critical), key=lambda n: (-n.state, n.node))
         down = [n for n in nodes if n.state == State.DOWN]
-        if not critical and not down:
+        signs = [n for n in nodes if n.anomalies and n.node in causes]
+        if not critical and not down and not signs:
             continue
         severity: Severity = (
             "critical" if any(n.state == State.DOWN for n in critical) else "warning"
@@ -208,14 +215,21 @@ def _group(now: float, failed: Iterable[Failed]) -> dict[str, Alert]:
         for n in sorted(nodes, key=lambda n: n.node):
             for k, v in n.labels.items():
                 labels.setdefault(k, v)
-        kind: AlertKind = "outage"
+        kind: AlertKind = "anomaly" if signs else "outage"
+        summary = _summary(causes, nodes, collateral, now)
+        if signs:
+            named = len(signs) > 1
+            summary += ": " + "; ".join(
+                f"{n.node}: {'; '.join(n.anomalies)}" if named else "; ".join(n.anomalies)
+                for n in signs
+            )
         key = f"{kind}:{','.join(causes)}"
         alerts[key] = Alert(
             key=key,
             kind=kind,
             severity=severity,
             root_cause=causes,
-            summary=_summary(causes, nodes, collateral, now),
+            summary=summary,
             started_at=min(n.since for n in nodes),
             critical=impacted,
             collateral=collateral,

@@ -16,7 +16,9 @@ from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
 from topology.document import Document, Reader
 from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
+from watchdog.log_config import LOG_KEYS, read_log_spec
 from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
+from watchdog.probes.log import LogSpec
 from watchdog.routes_config import read_routes
 
 __all__ = [
@@ -42,14 +44,6 @@ COMMON_KEYS = ("interval", "timeout", "failure_threshold", "success_threshold")
 DEFAULT_INTERVAL_S = 30.0
 DEFAULT_FAILURE_THRESHOLD = 3
 DEFAULT_SUCCESS_THRESHOLD = 2
-
-
-@dataclass(frozen=True, slots=True)
-class LogSpec:
-    """A log probe: files to follow (a glob). Read by the log anomaly
-    detection, which is not part of this version: the daemon skips it."""
-
-    paths: str
 
 
 Spec = HttpSpec | TcpSpec | ExecSpec | LogSpec
@@ -417,7 +411,7 @@ class _Settings:
         if fields is None:
             return None
         values = {key: value for key, (_, value) in fields.items()}
-        schedule = self._schedule(values, path)
+        schedule = self._schedule(values, path, kind)
         timeout = values.get("timeout")
         timeout_s = reader.duration(timeout, f"{path}.timeout") if timeout is not None else None
         spec = build(self, values, path, timeout_s)
@@ -425,9 +419,10 @@ class _Settings:
             return None
         return ProbeConfig(name, index, kind, spec, schedule, item.line)
 
-    def _schedule(self, values: dict[str, YamlNode], path: str) -> Schedule | None:
+    def _schedule(self, values: dict[str, YamlNode], path: str, kind: str) -> Schedule | None:
         reader = self.reader
-        interval = DEFAULT_INTERVAL_S
+        defaults = _LOG_SCHEDULE if kind == "log" else Schedule()
+        interval = defaults.interval_s
         ok = True
         if "interval" in values:
             got = reader.duration(values["interval"], f"{path}.interval")
@@ -435,8 +430,8 @@ class _Settings:
             interval = got or interval
         thresholds = {}
         for key, default in (
-            ("failure_threshold", DEFAULT_FAILURE_THRESHOLD),
-            ("success_threshold", DEFAULT_SUCCESS_THRESHOLD),
+            ("failure_threshold", defaults.failure_threshold),
+            ("success_threshold", defaults.success_threshold),
         ):
             thresholds[key] = default
             if key in values:
@@ -596,9 +591,15 @@ class _Settings:
     def _log(
         self, values: dict[str, YamlNode], path: str, timeout_s: float | None
     ) -> LogSpec | None:
-        text = self.reader.string(values["log"], f"{path}.log", "a file path or glob")
-        return LogSpec(text) if text is not None else None
+        if timeout_s is not None:
+            self.reader.problem(values["timeout"], f"{path}.timeout", "a log probe has no timeout")
+        base = Path(self.source).resolve().parent
+        return read_log_spec(self.reader, values, path, base)
 
+
+# A log probe is read every 10 s; its anomalies already wait for evidence
+# (rate buckets, learning), so one result is enough to change its verdict.
+_LOG_SCHEDULE = Schedule(10.0, 1, 1)
 
 _Builder = Callable[[_Settings, dict[str, YamlNode], str, "float | None"], Spec | None]
 # One line per probe kind: its own keys, and the reader of its spec.
@@ -619,5 +620,5 @@ _KINDS: dict[str, tuple[tuple[str, ...], _Builder]] = {
     ),
     "tcp": (("send", "expect", "latency_threshold"), _Settings._tcp),
     "exec": ((), _Settings._exec),
-    "log": ((), _Settings._log),
+    "log": (LOG_KEYS, _Settings._log),
 }

@@ -40,6 +40,7 @@ from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
 from watchdog.probe_state import ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
+from watchdog.probes.log import LogProbe, LogSpec
 from watchdog.scheduler import ProbeScheduler
 from watchdog.silences import Silences
 from watchdog.store import Store, StoreError
@@ -113,6 +114,9 @@ class Daemon:
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)
         self._clients = HttpClients()
+        self._checks: dict[str, Probe] = {}
+        self._logs: dict[str, tuple[ProbeConfig, LogProbe]] = {}
+        self._anomalies: dict[str, tuple[str, ...]] = {}  # by probe key
         self._checks = self._build(self.config.probes)
         self.maneuvers = Maneuvers(self.store)
         # Resumed after a restart: maneuvers still running are still watched.
@@ -239,6 +243,8 @@ class Daemon:
             self._server.should_exit = True
             await asyncio.wait({serving}, timeout=5)
             await self._clients.aclose()
+            for _, probe in self._logs.values():
+                probe.close()
             for sink in self.sinks:
                 await sink.aclose()
             if self._sink_client is not None:
@@ -389,9 +395,23 @@ class Daemon:
 
     def probe_details(self, key: str) -> dict[str, Any] | None:
         """What a probe learned, for the API: its latency percentiles and
-        baseline."""
+        baseline, or its log counters and anomalies with their evidence."""
         latency = self.latency.details(key)
-        return None if latency is None else {"latency": latency}
+        if latency is not None:
+            return {"latency": latency}
+        logged = self._logs.get(key)
+        return None if logged is None else {"log": logged[1].details()}
+
+    def anomalies(self) -> dict[str, tuple[str, ...]]:
+        """The anomalies in force by node (log anomalies, latency
+        regressions), as the probes last reported them."""
+        out: dict[str, tuple[str, ...]] = {}
+        probes = self.live.probes
+        for key, reasons in sorted(self._anomalies.items()):
+            probe = probes.get(key)
+            if probe is not None:
+                out[probe.node] = out.get(probe.node, ()) + reasons
+        return out
 
     def watch(self) -> None:
         """Bring the close watch up to date with the running maneuvers: the
@@ -428,9 +448,14 @@ class Daemon:
         if not self.live.settled:
             return 0
         now = self.clock()
-        notes = self.alerting.update(
-            now, self.live.failed(), self.live.drifting(), watched=self.watched
-        )
+        failed = self.live.failed()
+        if self._anomalies:
+            anomalies = self.anomalies()
+            failed = [
+                dataclasses.replace(f, anomalies=anomalies[f.node]) if f.node in anomalies else f
+                for f in failed
+            ]
+        notes = self.alerting.update(now, failed, self.live.drifting(), watched=self.watched)
         topology = self.live.topology
         notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
         self._queue(notes, now)
@@ -474,11 +499,36 @@ class Daemon:
     # --- the probe loop ---------------------------------------------------
 
     def _build(self, probes: tuple[ProbeConfig, ...]) -> dict[str, Probe]:
-        return {
-            p.key: PROBE_KINDS[p.kind].build(p.spec, self._clients)
-            for p in probes
-            if p.kind in PROBE_KINDS
-        }
+        """A probe for each of `probes`; a log probe whose settings did not
+        change is kept (its open files and what it learned), the others are
+        made anew, and those gone are closed and their saved state dropped."""
+        checks: dict[str, Probe] = {}
+        logs: dict[str, tuple[ProbeConfig, LogProbe]] = {}
+        for p in probes:
+            if p.kind in PROBE_KINDS:
+                checks[p.key] = PROBE_KINDS[p.kind].build(p.spec, self._clients)
+            elif isinstance(p.spec, LogSpec):
+                kept = self._logs.pop(p.key, None)
+                if kept is not None and kept[0] == p:
+                    logs[p.key] = kept
+                else:
+                    if kept is not None:
+                        kept[1].close()
+                    probe = LogProbe(
+                        p.spec,
+                        p.key,
+                        state=self.probe_state,
+                        clock=self.clock,
+                        interval_s=p.schedule.interval_s,
+                    )
+                    logs[p.key] = (p, probe)
+                checks[p.key] = logs[p.key][1]
+        for _, gone in self._logs.values():
+            gone.close()
+        self._logs = logs
+        self._anomalies = {k: v for k, v in self._anomalies.items() if k in checks}
+        self.probe_state.forget(checks)
+        return checks
 
     async def _check(self, probe: ProbeConfig) -> None:
         check = self._checks.get(probe.key)
@@ -500,6 +550,10 @@ class Daemon:
         finally:
             self.metrics.in_flight.dec()
         result = self.latency.track(probe.key, result, self.clock())
+        if result.anomalies:
+            self._anomalies[probe.key] = result.anomalies
+        else:
+            self._anomalies.pop(probe.key, None)
         self.metrics.result(probe.node, probe.key, result.state, time.monotonic() - started)
         baseline = self.latency.baseline(probe.key)
         if baseline is not None and result.latency_s is not None:

@@ -429,7 +429,9 @@ def apply_regression(result: ProbeResult, baseline: LatencyBaseline) -> ProbeRes
     regression = baseline.regression
     if regression is None or result.state is not State.UP:
         return result
-    return replace(result, state=State.DEGRADED, reason=regression.reason)
+    return replace(
+        result, state=State.DEGRADED, reason=regression.reason, anomalies=(regression.reason,)
+    )
 
 
 def track_latency(result: ProbeResult, baseline: LatencyBaseline, now: float) -> ProbeResult:

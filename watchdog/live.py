@@ -95,8 +95,6 @@ class LiveState:
         old_specs = self._probes
         self._probes, self._verdicts, self._last, self._by_node = {}, {}, {}, {}
         for probe in probes:
-            if probe.kind == "log":  # read by log anomaly detection, not here
-                continue
             self._probes[probe.key] = probe
             self._by_node.setdefault(probe.node, []).append(probe.key)
             kept = old_specs.get(probe.key)

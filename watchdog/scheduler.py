@@ -29,9 +29,6 @@ _logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-# Kinds the scheduler leaves alone: log probes are read by the log anomaly
-# detection, which does not run on an interval.
-UNSCHEDULED_KINDS = frozenset({"log"})
 
 _HEARTBEAT_ID = "heartbeat"
 _PROBE_PREFIX = "probe:"
@@ -125,8 +122,7 @@ class ProbeScheduler(Generic[P]):
     previous one still runs is skipped, and missed runs are coalesced into
     one); every run is cancelled at the probe's timeout plus
     `deadline_margin_s` (the interval when the probe has no timeout); an
-    exception from `run` is logged and changes nothing else. Probes of the
-    kinds in `UNSCHEDULED_KINDS` are not run.
+    exception from `run` is logged and changes nothing else.
 
     `clock` gives seconds since the epoch (as `time.time`): scheduling lag is
     measured against APScheduler's wall-clock run times. `on_lag(key, s)`
@@ -376,8 +372,6 @@ class ProbeScheduler(Generic[P]):
 def _index(probes: Iterable[P]) -> dict[str, P]:
     out: dict[str, P] = {}
     for probe in probes:
-        if probe.kind in UNSCHEDULED_KINDS:
-            continue
         if probe.key in out:
             raise ValueError(f"two probes have the key {probe.key!r}")
         out[probe.key] = probe

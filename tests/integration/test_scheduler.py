@@ -351,7 +351,7 @@ async def test_healthy_needs_a_recent_heartbeat() -> None:
 
 
 @pytest.mark.anyio
-async def test_it_takes_the_daemons_probe_config_and_skips_log_probes() -> None:
+async def test_it_takes_the_daemons_probe_config_log_probes_included() -> None:
     # Imported here so that a broken config module fails this test alone.
     from watchdog.config import LogSpec, ProbeConfig, Schedule
     from watchdog.probes import HttpSpec
@@ -374,12 +374,14 @@ async def test_it_takes_the_daemons_probe_config_and_skips_log_probes() -> None:
     scheduler = ProbeScheduler([http, log], hang, time.time, deadline_margin_s=SHORT_S)
     scheduler.start()
     try:
-        assert scheduler.next_run("web#1") is None
-        # Cut off at the spec's timeout plus the margin, then run again.
+        assert scheduler.next_run("web#1") is not None
+        # Cut off at the spec's timeout plus the margin (a log probe, which
+        # has no timeout, at its interval), then run again.
         await wait_until(lambda: cancelled["web#0"] >= 2, "two cut-offs")
+        await wait_until(lambda: cancelled["web#1"] >= 2, "two cut-offs of the log probe")
     finally:
         await scheduler.shutdown()
-    assert set(started) == {"web#0"}
+    assert set(started) == {"web#0", "web#1"}
 
 
 def test_it_refuses_two_probes_with_one_key() -> None:

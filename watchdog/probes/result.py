@@ -32,11 +32,15 @@ class ProbeResult:
     `reason` is short and for people (`ok`, `connect refused`, `status 503`,
     `timeout after 3s`); `latency_s` is how long the target took to answer in
     full, `None` when it did not answer (refused, reset, timed out).
+    `anomalies` are the early signs behind a degraded result (log anomalies,
+    a latency regression), each one line, which make it an anomaly alert
+    rather than an outage.
     """
 
     state: State
     reason: str
     latency_s: float | None = None
+    anomalies: tuple[str, ...] = ()
 
 
 def apply_latency_threshold(result: ProbeResult, threshold_s: float | None) -> ProbeResult:

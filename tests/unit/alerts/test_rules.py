@@ -171,3 +171,32 @@ def test_an_alert_on_a_watched_critical_node_skips_the_settle_window() -> None:
     # Watching a node the alert does not take down changes nothing.
     other = Alerting(Policy(settle_s=10))
     assert other.update(100, farm_down(), watched=frozenset({"svc-01", "billing"})) == []
+
+
+def test_early_signs_make_an_anomaly_alert_for_any_node() -> None:
+    spike = "error rate spike: 58 error lines in 1m vs usual 2±1"
+    search = Failed("search", DEGRADED, ("search",), False, 14400, 100, anomalies=(spike,))
+    plain = Failed("reports", DEGRADED, ("reports",), False, 14400, 100)
+    alerting = Alerting(Policy(settle_s=0))
+    [note] = alerting.update(100, [search, plain])
+    assert (note.alert.key, note.alert.kind, note.alert.severity) == (
+        "anomaly:search",
+        "anomaly",
+        "warning",
+    )
+    assert note.alert.summary == f"search degraded: {spike}"
+    # The signs gone, the node up again: resolved.
+    [resolved] = alerting.update(160, [plain])
+    assert (resolved.event, resolved.alert.key) == ("resolved", "anomaly:search")
+
+
+def test_a_critical_node_degraded_by_its_signs_gives_one_anomaly_alert_not_two() -> None:
+    slow = "latency regression: p95 180ms vs usual 42ms±6ms for 3 ticks"
+    workflow = Failed(
+        "orders-workflow", DEGRADED, ("orders-workflow",), True, 600, 100, anomalies=(slow,)
+    )
+    alerting = Alerting(Policy(settle_s=0))
+    [note] = alerting.update(100, [workflow])
+    assert (note.alert.key, note.alert.severity) == ("anomaly:orders-workflow", "warning")
+    assert [i.node for i in note.alert.critical] == ["orders-workflow"]
+    assert note.alert.summary == f"orders-workflow degraded (10m left): {slow}"
