@@ -124,7 +124,7 @@ def create_app(backend: Backend) -> Starlette:
                             "probe": p.key,
                             "kind": p.kind,
                             "verdict": str(p.verdict),
-                            "last_state": str(p.last_state) if p.last_state else None,
+                            "last_state": str(p.last_state) if p.last_state is not None else None,
                             "last_reason": p.last_reason,
                             "last_latency_s": p.last_latency_s,
                             "last_at": p.last_at,

@@ -154,8 +154,9 @@ async def test_it_becomes_ready_and_shows_every_node(
         "workflow": ("up", "up"),
     }
     [probe] = nodes["workflow"]["probes"]
-    assert (probe["probe"], probe["verdict"], probe["last_reason"]) == (
+    assert (probe["probe"], probe["verdict"], probe["last_state"], probe["last_reason"]) == (
         "workflow#0",
+        "up",
         "up",
         "OK - fine",
     )
