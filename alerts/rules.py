@@ -215,7 +215,8 @@ def _group(now: float, failed: Iterable[Failed]) -> dict[str, Alert]:
         for n in sorted(nodes, key=lambda n: n.node):
             for k, v in n.labels.items():
                 labels.setdefault(k, v)
-        kind: AlertKind = "anomaly" if signs else "outage"
+        # Down is an outage whatever else is seen; the signs still say why.
+        kind: AlertKind = "anomaly" if signs and not down else "outage"
         summary = _summary(causes, nodes, collateral, now)
         if signs:
             named = len(signs) > 1

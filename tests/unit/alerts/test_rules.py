@@ -200,3 +200,11 @@ def test_a_critical_node_degraded_by_its_signs_gives_one_anomaly_alert_not_two()
     assert (note.alert.key, note.alert.severity) == ("anomaly:orders-workflow", "warning")
     assert [i.node for i in note.alert.critical] == ["orders-workflow"]
     assert note.alert.summary == f"orders-workflow degraded (10m left): {slow}"
+
+
+def test_a_node_down_with_signs_is_an_outage_that_says_them() -> None:
+    silent = "no log line for 12m (usual gap under 2m)"
+    node = Failed("batch", DOWN, ("batch",), False, 14400, 100, anomalies=(silent,))
+    [note] = Alerting(Policy(settle_s=0)).update(100, [node])
+    assert (note.alert.key, note.alert.kind) == ("outage:batch", "outage")
+    assert note.alert.summary == f"batch down: {silent}"
