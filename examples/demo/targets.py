@@ -1,5 +1,7 @@
 """Local endpoints for the demo estate: a few services that answer, and one
-that fails, on 127.0.0.1 only. Stop with Ctrl-C (make demo does it for you).
+that fails, on 127.0.0.1 only; and the order workflow's log, written beside
+this file (logs/orders-workflow.log: requests, now and then an error).
+Stop with Ctrl-C (make demo does it for you).
 
     python examples/demo/targets.py [--port 8180]
 """
@@ -7,9 +9,14 @@ that fails, on 127.0.0.1 only. Stop with Ctrl-C (make demo does it for you).
 from __future__ import annotations
 
 import argparse
+import random
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+LOG = Path(__file__).resolve().parent / "logs" / "orders-workflow.log"
 
 # path -> (status, body): the search service is the overloaded one.
 ANSWERS = {
@@ -48,19 +55,39 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+def write_log(stop: threading.Event) -> None:
+    """The workflow's log: a request line every 200 ms, an error now and then."""
+    LOG.parent.mkdir(exist_ok=True)
+    rng = random.Random()
+    with LOG.open("a", buffering=1) as log:
+        while not stop.wait(0.2):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            order = rng.randrange(10**6)
+            if rng.random() < 0.02:
+                log.write(f"{stamp} ERROR order {order}: payment gateway timeout after 3000ms\n")
+            else:
+                took = rng.randrange(20, 90)
+                log.write(f"{stamp} INFO order {order} advanced to shipping in {took}ms\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8180)
     args = parser.parse_args()
     tcp = _TcpServer(("127.0.0.1", args.port + 1), Echo)
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    writer = threading.Thread(target=write_log, args=(stop,), daemon=True)
+    writer.start()
     http = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(f"demo targets on http://127.0.0.1:{args.port} and tcp 127.0.0.1:{args.port + 1}")
+    print(f"writing {LOG}")
     try:
         http.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         http.server_close()
         tcp.shutdown()
 
