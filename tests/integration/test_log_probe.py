@@ -161,3 +161,17 @@ async def test_a_restart_resumes_from_the_saved_offset_and_templates(
     assert (result.state, result.reason) == (State.UP, "ok: 3 new lines")
     assert again.counters.lines == 3  # three, four and the error: none twice, none lost
     again.close()
+
+
+async def test_a_store_that_cannot_save_does_not_stop_the_probe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, clock = tmp_path / "app.log", Clock()
+    store = Store.open(tmp_path / "other.db", clock=lambda: T0)
+    log = probe(path, clock, store)
+    store.close()  # the daemon stopping while a poll runs, or a full disk
+    write(path, "INFO one")
+    result = await log.check()
+    assert (result.state, result.reason) == (State.UP, "ok: 1 new line")
+    assert "cannot save log probe state" in caplog.text
+    log.close()

@@ -24,6 +24,7 @@ from watchdog.anomalies import Anomaly, LogAnalyzer, LogRules
 from watchdog.logtail import Batch, Follower, Position
 from watchdog.probe_state import ProbeState
 from watchdog.probes.result import ProbeResult, shorten
+from watchdog.store import StoreError
 
 __all__ = ["LogProbe", "LogSpec"]
 
@@ -147,6 +148,9 @@ class LogProbe:
             return ProbeResult(State.UNKNOWN, "still reading the previous poll")
         try:
             return self._poll_locked()
+        except Exception as err:  # a probe reports, it never raises
+            log.exception("log probe failed probe=%s", self.key)
+            return ProbeResult(State.UNKNOWN, f"log probe failed: {type(err).__name__}")
         finally:
             self._lock.release()
 
@@ -189,7 +193,14 @@ class LogProbe:
         if len(miner) != self._templates:
             parts["miner"] = miner
             self._templates = len(miner)
-        self._state.save(self.key, parts, now)
+        try:
+            self._state.save(self.key, parts, now)
+        except StoreError as err:
+            # Read on regardless; the next poll saves again (a restart in
+            # between reads some lines twice, which beats reading none).
+            log.error("cannot save log probe state probe=%s error=%s", self.key, err)
+            if "miner" in parts:
+                self._templates = -1
 
     def _result(self, batch: Batch) -> ProbeResult:
         anomalies = self.anomalies
@@ -207,7 +218,8 @@ class LogProbe:
             return ProbeResult(State.DEGRADED, shorten(f"no log file matches {self.spec.paths}"))
         if batch.errors:
             return ProbeResult(State.DEGRADED, shorten("; ".join(batch.errors)))
-        return ProbeResult(State.UP, f"ok: {len(batch.lines)} new lines")
+        count = len(batch.lines)
+        return ProbeResult(State.UP, f"ok: {count} new line{'' if count == 1 else 's'}")
 
 
 def _json(data: bytes | None, key: str, what: str) -> dict[str, Any] | None:
