@@ -8,13 +8,14 @@ import asyncio
 import shutil
 import subprocess
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import until
 
 from topology import Action
 from watchdog.daemon import WATCH_INTERVAL_S, Daemon
@@ -82,23 +83,6 @@ def estate(farm_port: int, state: Path) -> str:
           search: {{runs_on: [farm]}}
         """
     )
-
-
-async def until(
-    what: Callable[[], Any], client: httpx.AsyncClient | None = None, deadline: float = DEADLINE_S
-) -> Any:
-    """Poll `what` (sync or async) until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while True:
-        got = what()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {deadline}s")
-        await asyncio.sleep(0.05)
 
 
 async def status(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
