@@ -221,3 +221,80 @@ def test_it_refuses_routes_to_unknown_sinks_and_values(tmp_path: Path) -> None:
         "of outage, drift, anomaly, maneuver",
         "8: alerts.routes[2].match.critical: expected true or false, got 'maybe'",
     ]
+
+
+def test_it_reads_a_log_probes_rules(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\n"
+        "nodes:\n"
+        "  api:\n"
+        "    probes:\n"
+        "      - log: logs/api*.log\n"
+        "        from: start\n"
+        "        error_pattern: '\\b(ERROR|FATAL)\\b'\n"
+        "        watch: [OutOfMemory, '(?i)deadlock']\n"
+        "        rate_interval: 30s\n"
+        "        learning: 0s\n"
+        "        spike_factor: 5\n"
+        "        min_errors: 3\n"
+        "        silence: 10m\n"
+        "        silence_means: down\n"
+        "        masks: [ip, {order: 'ORD-\\d+'}]\n"
+        "        max_templates: 50\n"
+        "        max_line_bytes: 4096\n"
+        "      - log: /var/log/other.log\n"
+        "        silence: off\n"
+    )
+    first, second = load_config(path).probes
+    spec = first.spec
+    assert isinstance(spec, LogSpec)
+    assert (spec.paths, spec.from_start, spec.max_line_bytes) == (
+        str(tmp_path / "logs/api*.log"),
+        True,
+        4096,
+    )
+    rules = spec.rules
+    assert (rules.error_pattern, rules.watched) == (
+        r"\b(ERROR|FATAL)\b",
+        ("OutOfMemory", "(?i)deadlock"),
+    )
+    assert (rules.interval_s, rules.learning_s, rules.spike_factor, rules.min_count) == (
+        30.0,
+        0.0,
+        5.0,
+        3,
+    )
+    assert (rules.silence_s, rules.silence_is_down) == (600.0, True)
+    assert (rules.miner.masks, rules.miner.max_clusters) == (("ip", ("order", r"ORD-\d+")), 50)
+    assert first.schedule == Schedule(10.0, 1, 1)  # a log probe's defaults
+    assert isinstance(second.spec, LogSpec)
+    assert (second.spec.rules.silence_s, second.spec.from_start) == (0.0, False)
+    assert second.spec.rules.silence_s == 0.0
+
+
+def test_it_refuses_bad_log_probe_rules_with_their_lines(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        "nodes:\n"
+        "  api:\n"
+        "    probes:\n"
+        "      - log: /var/log/api.log\n"
+        "        from: middle\n"
+        "        watch: ['(unclosed']\n"
+        "        silence: sometimes\n"
+        "        masks: [ipv4, {9bad: x}]\n"
+        "        min_errors: 0\n"
+        "        timeout: 1s\n"
+    )
+    assert problems(tmp_path, text) == [
+        "6: nodes.api.probes[0].from: expected end or start, got 'middle'",
+        "7: nodes.api.probes[0].watch[0]: bad regular expression '(unclosed': "
+        "missing ), unterminated subpattern at position 0",
+        "8: nodes.api.probes[0].silence: bad duration 'sometimes': expected a number and a "
+        "unit (ms, s, m, h, d, w), e.g. '10m' or '1h30m'",
+        "9: nodes.api.probes[0].masks[0]: unknown mask 'ipv4' (did you mean 'ip'?)",
+        "9: nodes.api.probes[0].masks[1]: mask name '9bad' is not an identifier",
+        "10: nodes.api.probes[0].min_errors: must be at least 1, got 0",
+        "11: nodes.api.probes[0].timeout: a log probe has no timeout",
+    ]
