@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from topology import parse_duration
 from topology.document import Reader, suggest
 from topology.yamltree import MappingNode, YamlNode
 from watchdog.anomalies import DEFAULT_ERROR_PATTERN, LogRules
@@ -93,7 +94,16 @@ def read_log_spec(
         if text == "off":
             silence_s = 0.0
         elif text is not None and text != "learn":
-            silence_s = reader.duration(node, f"{path}.silence")
+            try:
+                silence_s = parse_duration(text)
+            except ValueError:
+                silence_s = None
+            if silence_s is None or silence_s <= 0:
+                reader.problem(
+                    node,
+                    f"{path}.silence",
+                    f"expected a duration such as 10m, learn or off, got {text!r}",
+                )
     silence_is_down = False
     if "silence_means" in values:
         means = reader.string(values["silence_means"], f"{path}.silence_means", "degraded or down")

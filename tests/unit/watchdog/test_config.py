@@ -291,8 +291,8 @@ def test_it_refuses_bad_log_probe_rules_with_their_lines(tmp_path: Path) -> None
         "6: nodes.api.probes[0].from: expected end or start, got 'middle'",
         "7: nodes.api.probes[0].watch[0]: bad regular expression '(unclosed': "
         "missing ), unterminated subpattern at position 0",
-        "8: nodes.api.probes[0].silence: bad duration 'sometimes': expected a number and a "
-        "unit (ms, s, m, h, d, w), e.g. '10m' or '1h30m'",
+        "8: nodes.api.probes[0].silence: expected a duration such as 10m, learn or off, "
+        "got 'sometimes'",
         "9: nodes.api.probes[0].masks[0]: unknown mask 'ipv4' (did you mean 'ip'?)",
         "9: nodes.api.probes[0].masks[1]: mask name '9bad' is not an identifier",
         "10: nodes.api.probes[0].min_errors: must be at least 1, got 0",
