@@ -56,8 +56,12 @@ The contract:
   `Batch.errors`, never raised. A glob matching no regular file is
   `Batch.missing`, a finding.
 
-Known limits: a glob matching compressed rotations (`app.log*` with
-`app.log.2.gz`) reads them as garbage when they appear; lines a writer adds
+- Compressed files (`.gz`, `.bz2`, `.xz`, `.zst`, `.lz4`, `.Z`) that the
+  glob matches are left out unless the pattern itself names such a suffix:
+  with `app.log*`, logrotate's `app.log.2.gz` is a rotation already read
+  before it was compressed, not new text.
+
+Known limits: lines a writer adds
 to a rotated-away file after it was closed are lost, as with any `tail -F`;
 a file whose st_dev changes (some remounts) is taken for a new file.
 """
@@ -75,6 +79,8 @@ from types import TracebackType
 from typing import Any, Self
 
 __all__ = ["Batch", "Follower", "Position"]
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
 
 # How many first bytes of a file the head digest covers.
 _HEAD_BYTES = 256
@@ -336,6 +342,8 @@ class Follower:
         seen: set[tuple[int, int]] = set()
         saved_paths = {p.path for p in self._saved.values()} if first else set()
         for path in sorted(glob.glob(self.pattern)):
+            if path.endswith(_COMPRESSED) and not self.pattern.endswith(_COMPRESSED):
+                continue  # logrotate's compressed rotations: read before they were compressed
             try:
                 st = os.stat(path)
             except OSError as e:

@@ -5,6 +5,7 @@ restarts from saved positions, and paths it cannot read."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -603,3 +604,24 @@ def test_close_keeps_positions_and_refuses_reads(tmp_path: Path) -> None:
 def test_it_rejects_nonsense_settings(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must"):
         Follower("app.log", **kwargs)
+
+
+def test_compressed_rotations_are_left_out_unless_the_pattern_names_them(
+    tmp_path: Path, follow: Follow
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("")
+    follower = follow(tmp_path / "app.log*")
+    follower.read()
+    append(log, "one\ntwo\n")
+    assert follower.read().lines == ["one", "two"]
+    # logrotate with compress: app.log -> app.log.1.gz, a new app.log.
+    with gzip.open(tmp_path / "app.log.1.gz", "wb") as packed:
+        packed.write(log.read_bytes())
+    log.unlink()
+    append(log, "three\n")
+    batch = follower.read()
+    assert (batch.lines, batch.invalid_utf8, batch.files) == (["three"], 0, 1)
+    # Asked for by name, a compressed file is read as it is (bytes, not text).
+    named = follow(tmp_path / "*.gz", from_end=False)
+    assert named.read().files == 1
