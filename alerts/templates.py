@@ -76,6 +76,11 @@ class Templates:
         )
         self._cache: dict[tuple[str, str], jinja2.Template] = {}
 
+    def adopt(self, other: Templates) -> None:
+        """Use `other`'s templates from now on (a reload read them again):
+        every sink holding this object follows."""
+        self.folder, self._env, self._cache = other.folder, other._env, other._cache
+
     def parts(self, sink: str, notification: Notification, now: float) -> Mapping[str, str]:
         """The parts the template of `sink` sets for `notification` at `now`,
         each stripped of surrounding whitespace. Raises `TemplateError`."""

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # How often, at least, the probes of a node a running maneuver impacts run.
 WATCH_INTERVAL_S = 5.0
+# The sinks whose words come from templates.
+_TEMPLATED = ("console", "slack", "alertmanager")
 # How often what probes learned is saved (and at every clean stop).
 SAVE_INTERVAL_S = 300.0
 
@@ -104,7 +106,7 @@ class Daemon:
         # before anything opens.
         self._sink_client: httpx.AsyncClient | None = None
         self.templates = Templates(self.config.alerts.templates)
-        problems = self.templates.check(("console", "slack", "alertmanager"))
+        problems = self.templates.check(_TEMPLATED)
         if problems:
             raise StartError("; ".join(f"alerts.templates: {p}" for p in problems))
         self.sinks = self._sinks(self.config.alerts)
@@ -172,14 +174,20 @@ class Daemon:
                 log.error("reload refused: %s", problem)
             self.metrics.reloaded(False, self.clock())
             return Reload(False, problems)
+        refused: list[str] = []
         try:
             router = Router(config.alerts.routes, [s.name for s in self.sinks])
         except ValueError as err:
             # Sinks are built at start (their secrets are read then).
-            problem = f"{self.path}: alerts.routes: {err}: restart the daemon to add sinks"
-            log.error("reload refused: %s", problem)
+            refused.append(f"{self.path}: alerts.routes: {err}: restart the daemon to add sinks")
+        templates = Templates(config.alerts.templates)
+        refused.extend(f"alerts.templates: {p}" for p in templates.check(_TEMPLATED))
+        if refused:
+            for problem in refused:
+                log.error("reload refused: %s", problem)
             self.metrics.reloaded(False, self.clock())
-            return Reload(False, (problem,))
+            return Reload(False, tuple(refused))
+        self.templates.adopt(templates)
         removed = set(self.config.topology.nodes) - set(config.topology.nodes)
         self.config = config
         self.router = router

@@ -17,6 +17,8 @@ import pytest
 from slack_server import SlackServer
 from waiting import until
 
+from alerts.model import Alert, Notification
+from alerts.sinks.console import render_line
 from watchdog.cli import main
 from watchdog.daemon import Daemon
 
@@ -214,3 +216,41 @@ def test_run_refuses_to_start_with_a_broken_template(
         f"watchdog run: alerts.templates: {broken}:2: "
         "'alerts.model.Alert object' has no attribute 'nodes'\n"
     )
+
+
+NO_NOPE = "'alerts.model.Alert object' has no attribute 'nope'"
+
+
+async def test_a_reload_reads_the_templates_again_and_refuses_a_broken_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tpl" / "console").mkdir(parents=True)
+    template = tmp_path / "tpl" / "console" / "default.j2"
+    template.write_text("{% set line %}first {{ alert.key }}{% endset %}")
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        f"version: 1\nstate: {{path: {tmp_path / 's.db'}}}\nalerts: {{templates: tpl}}\n"
+        "nodes:\n  a: {}\n"
+    )
+    daemon = Daemon(path)
+    try:
+        [console] = daemon.sinks
+        note = Notification(
+            "n#1", Alert("outage:a", "outage", "warning", ("a",), "a down", 0.0), "firing", 1.0
+        )
+        assert render_line(note, daemon.templates) == "first outage:a"
+
+        template.write_text("{% set line %}{{ alert.nope }}{% endset %}")
+        refused = await daemon.reload()
+        assert (refused.ok, refused.problems) == (
+            False,
+            (f"alerts.templates: {template}:1: {NO_NOPE}",),
+        )
+        assert render_line(note, daemon.templates) == "first outage:a"  # the running ones stay
+
+        template.write_text("{% set line %}second {{ alert.key }}{% endset %}")
+        assert (await daemon.reload()).ok
+        assert render_line(note, daemon.templates) == "second outage:a"
+        assert console is daemon.sinks[0]  # the same sink, speaking the new words
+    finally:
+        daemon.store.close()
