@@ -112,6 +112,7 @@ class Daemon:
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
+        self.live.resume({i.node: i.started_at for i in self.store.open_incidents()})
         self.probe_state = ProbeState(self.store)
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)

@@ -83,6 +83,7 @@ class LiveState:
         self._observed: dict[str, State] = {}
         self._since: dict[str, float] = {}
         self._settled = False
+        self._resumed: Mapping[str, float] = {}
         self._unreported: set[str] = set()
         self._failed: tuple[States, list[Failed]] | None = None
         self._install(probes)
@@ -192,6 +193,13 @@ class LiveState:
                 )
         return out
 
+    def resume(self, started: Mapping[str, float]) -> None:
+        """Incidents a restarted daemon finds open: node -> when it started.
+        A node still failed in the first full picture has been failed since
+        then (not since the restart), so its alert is the same alert as
+        before: same start, same identity, nothing sent twice."""
+        self._resumed = dict(started)
+
     def _first_picture(self, now: float) -> list[Transition]:
         """Every probed node's observation, then every effective state, as
         transitions from knowing nothing."""
@@ -206,7 +214,8 @@ class LiveState:
             if name in self._observed or states[name] != State.UP:
                 was = State.UNKNOWN if name in self._observed else State.UP
                 if states[name] != was:
-                    self._since[name] = now
+                    failed = states[name] >= State.DEGRADED
+                    self._since[name] = self._resumed.get(name, now) if failed else now
                     out.append(
                         Transition(name, "effective", was, states[name], now, states.causes(name))
                     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -229,7 +230,7 @@ class SlackServer:
             ):
                 return _refuse("thread_not_found")
             self._serial += 1
-            ts = f"{1_700_000_000 + self._serial}.{self._serial:06d}"
+            ts = self._ts()
             metadata = params.get("metadata")
             if isinstance(metadata, str):  # form-encoded
                 metadata = json.loads(metadata)
@@ -279,6 +280,11 @@ class SlackServer:
             ]
         return {"ok": True, "messages": messages, "has_more": False}
 
+    def _ts(self) -> str:
+        """A message's ts as Slack makes it: its time (seconds, here made
+        unique by the serial in the microseconds). Call under the lock."""
+        return f"{int(time.time())}.{self._serial:06d}"
+
     def _channel_id(self, channel: str, *, by_name: bool) -> str | None:
         """The id of `channel`; chat.update, like Slack, takes only an id."""
         if channel in self.channels.values():
@@ -295,7 +301,7 @@ class SlackServer:
             return 400, "no_text"
         with self._lock:
             self._serial += 1
-            ts = f"{1_700_000_000 + self._serial}.{self._serial:06d}"
+            ts = self._ts()
             self.messages.append(Message(self.webhook_channel, ts, str(text or ""), blocks))
         return 200, "ok"
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "xoxb-recovery-T0KEN-3131"
 CHANNELS = {"#incidents": "C0INCIDENTS", "#ops": "C0OPS"}
-T0 = 1_700_000_100.0  # the test server's ts start at 1_700_000_001
+T0 = 1_700_000_100.0
 DEADLINE_S = 10.0
 
 ALERT = Alert(
@@ -124,7 +124,8 @@ async def test_a_reply_whose_answer_timed_out_is_found_in_the_thread(
     original, reply = slack.messages
     assert reply.thread_ts == original.ts
     assert len(slack.calls_to("chat.postMessage")) == 2
-    assert [c.method for c in slack.calls][-1] == "conversations.replies"
+    # Looked up once (the hung call is recorded when released, so not by order).
+    assert len(slack.calls_to("conversations.replies")) == 1
     store.close()
 
 

@@ -1,0 +1,143 @@
+"""A real `watchdog run` process killed with SIGKILL just after Slack took
+its message (the answer never came back), then started again on the same
+state file while the outage goes on: nothing lost, nothing sent twice, and
+the recovery still updates the original message. The real slack-sdk client
+in the daemon, a Slack-compatible server on loopback in the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from slack_server import Fault, SlackServer
+
+WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
+TOKEN = "xoxb-kill-T0KEN-9999"
+DEADLINE_S = 30.0
+
+
+def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
+    """Poll `what` every 0.1 s, a bounded number of times, until it is truthy."""
+    for _ in range(int(deadline / 0.1)):
+        got = what()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {deadline}s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackServer]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WATCHDOG_TEST_SLACK_TOKEN", TOKEN)
+    with SlackServer(token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS"}) as server:
+        yield server
+
+
+def start(path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([WATCHDOG, "run", str(path)], stdout=out, stderr=out)
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def counts(url: str) -> dict[tuple[str, str], int]:
+    try:
+        outbox = httpx.get(f"{url}/api/v1/alerts", timeout=2).json()["outbox"]
+    except httpx.TransportError:
+        return {}
+    return {(o["sink"], o["state"]): o["count"] for o in outbox}
+
+
+def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
+    tmp_path: Path, slack: SlackServer
+) -> None:
+    flag = tmp_path / "farm-ok"
+    flag.touch()
+    port = free_port()
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            server: {{listen: "127.0.0.1:{port}"}}
+            state: {{path: state.db}}
+            alerts:
+              settle: 0s
+              slack:
+                token_env: WATCHDOG_TEST_SLACK_TOKEN
+                base_url: {slack.base_url}
+                channels: {{critical: "#incidents", default: "#ops"}}
+            nodes:
+              farm:
+                kind: farm
+                probes:
+                  - exec: [/bin/sh, -c, "{probe}"]
+                    interval: 200ms
+                    failure_threshold: 1
+                    success_threshold: 1
+              workflow: {{critical: true, runs_on: [farm]}}
+            """
+        )
+    )
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
+    slack.fail_next(Fault.lost_answer())  # Slack takes the first post, never answers
+    first = start(path, log)
+    try:
+        until(lambda: ready(url))
+        flag.unlink()
+        until(lambda: slack.messages)
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=DEADLINE_S)
+    slack.release.set()
+
+    second = start(path, log)  # the outage goes on
+    try:
+        until(lambda: counts(url).get(("slack", "delivered")) == 1)
+        [original] = slack.messages
+        assert len(slack.calls_to("chat.postMessage")) == 1
+        assert "farm" in original.text
+
+        flag.touch()  # recovered: the original message is updated, its thread told
+        [update] = until(lambda: slack.calls_to("chat.update"))
+        assert (update.params["channel"], update.params["ts"]) == ("C0INC", original.ts)
+        until(lambda: counts(url).get(("slack", "delivered")) == 2)
+        [_, reply] = slack.messages
+        assert reply.thread_ts == original.ts
+        assert TOKEN not in log.read_text()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=DEADLINE_S)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait(timeout=DEADLINE_S)
