@@ -185,3 +185,21 @@ def test_nothing_is_concluded_until_every_probe_has_reported(live: LiveState) ->
         ("search", "effective", UP, DOWN, ("farm",)),
         ("workflow", "effective", UNKNOWN, DOWN, ("farm",)),
     ]
+
+
+def test_a_restart_resumes_the_start_of_incidents_still_open(live: LiveState, clock: Clock) -> None:
+    # Open in the store before the restart: farm and its dependents since
+    # 400, antifraud since 500 (it has recovered while the daemon was down).
+    live.resume({"farm": 400.0, "search": 400.0, "workflow": 400.0, "antifraud": 500.0})
+    live.record("farm#0", DOWN, "connect refused", None)
+    live.record("workflow#0", UP, "ok", 0.01)
+    live.record("antifraud#0", UP, "ok", 0.01)
+    assert {f.node: f.since for f in live.failed()} == {
+        "farm": 400.0,
+        "search": 400.0,
+        "workflow": 400.0,
+    }
+    # A node failing anew after the first picture starts now.
+    clock.now += 10
+    live.record("antifraud#0", DOWN, "exit 2", None)
+    assert {f.node: f.since for f in live.failed()}["antifraud"] == clock.now
