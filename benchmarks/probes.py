@@ -69,7 +69,7 @@ from typing import Any
 from urllib.parse import quote
 
 from probes_support.prober import stub_accepts
-from report import table, verdict
+from report import sizes, table, verdict
 
 from topology import State
 from watchdog.daemon import Daemon
@@ -645,23 +645,14 @@ def report(
     return "\n".join(out) + "\n"
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected counts such as 1000,10000, got {text!r}"
-        ) from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"probe counts must be positive, got {text!r}")
-    return sizes
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description="Benchmark the HTTP prober against nginx.")
     parser.add_argument(
-        "--probes", type=_sizes, default=(1_000, 10_000), help="probe counts (default 1000,10000)"
+        "--probes",
+        type=sizes(1, "probe counts"),
+        default=(1_000, 10_000),
+        help="probe counts (default 1000,10000)",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="measured window (default 60)")
     parser.add_argument(

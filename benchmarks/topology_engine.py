@@ -42,7 +42,7 @@ from typing import TypeVar
 import networkx as nx
 import yaml
 from generate import write
-from report import table, verdict
+from report import sizes, table, verdict
 
 import topology
 
@@ -386,24 +386,12 @@ def report(results: list[SizeResult], e2e: EndToEnd | None, repeat: int, seed: i
     return "\n".join(out) + "\n"
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected sizes such as 1000,10000, got {text!r}"
-        ) from None
-    if not sizes or min(sizes) < 20:
-        raise argparse.ArgumentTypeError(f"sizes must be at least 20 nodes, got {text!r}")
-    return sizes
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description="Benchmark the topology engine.")
     parser.add_argument(
         "--sizes",
-        type=_sizes,
+        type=sizes(20, "sizes"),
         default=DEFAULT_SIZES,
         help="comma-separated node counts (default 1000,10000,100000)",
     )
