@@ -6,37 +6,19 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from waiting import free_port, until_blocking
 
 WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
 DEADLINE_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
-    """Poll `what` every 0.1 s, a bounded number of times, until it is truthy."""
-    for _ in range(int(deadline / 0.1)):
-        got = what()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {deadline}s")
 
 
 def estate(port: int, tmp: Path, extra: str = "") -> str:
@@ -91,7 +73,7 @@ def daemon(
             return False
 
     try:
-        until(ready)
+        until_blocking(ready)
         yield proc, url, path
     finally:
         if proc.poll() is None:
@@ -126,7 +108,7 @@ def test_blast_radius_live_takes_the_daemons_baseline(
     assert (offline.returncode, json.loads(offline.stdout)["verdict"]) == (2, "critical")
 
     (tmp_path / "farm-ok").unlink()
-    until(lambda: status(url)["workflow"]["effective"] == "down")
+    until_blocking(lambda: status(url)["workflow"]["effective"] == "down")
     live = run_cli(
         "blast-radius", str(path), "--shutdown", "farm", "--live", url, "--format", "json"
     )
@@ -146,7 +128,7 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_running_one(
     good = path.read_text()
     path.write_text(good + "  search: {runs_on: [farm]}\n")
     proc.send_signal(signal.SIGHUP)
-    until(lambda: "search" in status(url))
+    until_blocking(lambda: "search" in status(url))
 
     path.write_text(good.replace("runs_on: [farm]", "runs_on: [frm]"))
     proc.send_signal(signal.SIGHUP)
@@ -154,7 +136,7 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_running_one(
     def refused() -> list[dict[str, Any]]:
         return [e for e in logged(tmp_path) if e["message"].startswith("reload refused")]
 
-    [entry] = until(refused)
+    [entry] = until_blocking(refused)
     assert entry["message"] == (
         f"reload refused: {path}:14: nodes.workflow.runs_on[0]: unknown node 'frm' "
         "(did you mean 'farm'?)"
@@ -169,9 +151,9 @@ def test_sigterm_stops_cleanly_and_incidents_reads_what_it_kept(
 ) -> None:
     proc, url, path = daemon
     (tmp_path / "farm-ok").unlink()
-    until(lambda: status(url)["workflow"]["effective"] == "down")
+    until_blocking(lambda: status(url)["workflow"]["effective"] == "down")
     (tmp_path / "farm-ok").touch()
-    until(lambda: status(url)["workflow"]["effective"] == "up")
+    until_blocking(lambda: status(url)["workflow"]["effective"] == "up")
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=DEADLINE_S) == 0
@@ -237,7 +219,7 @@ def test_maneuver_start_is_refused_then_forced_and_end_checks_recovery(
         "maneuver 2 started (forced): shutdown farm (critical: critical workflow impacted)"
     )
     (tmp_path / "farm-ok").unlink()
-    until(lambda: status(url)["workflow"]["effective"] == "down")
+    until_blocking(lambda: status(url)["workflow"]["effective"] == "down")
     ended = run_cli("maneuver", "end", str(path), "2")
     assert (ended.returncode, ended.stdout) == (
         1,

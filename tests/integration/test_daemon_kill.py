@@ -8,39 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from slack_server import Fault, SlackServer
+from waiting import free_port, until_blocking
 
 WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
 TOKEN = "xoxb-kill-T0KEN-9999"
 DEADLINE_S = 30.0
-
-
-def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
-    """Poll `what` every 0.1 s, a bounded number of times, until it is truthy."""
-    for _ in range(int(deadline / 0.1)):
-        got = what()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {deadline}s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -108,9 +89,9 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
     slack.fail_next(Fault.lost_answer())  # Slack takes the first post, never answers
     first = start(path, log)
     try:
-        until(lambda: ready(url))
+        until_blocking(lambda: ready(url))
         flag.unlink()
-        until(lambda: slack.messages)
+        until_blocking(lambda: slack.messages)
         os.kill(first.pid, signal.SIGKILL)
         assert first.wait(timeout=DEADLINE_S) == -signal.SIGKILL
     finally:
@@ -121,15 +102,15 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
 
     second = start(path, log)  # the outage goes on
     try:
-        until(lambda: counts(url).get(("slack", "delivered")) == 1)
+        until_blocking(lambda: counts(url).get(("slack", "delivered")) == 1)
         [original] = slack.messages
         assert len(slack.calls_to("chat.postMessage")) == 1
         assert "farm" in original.text
 
         flag.touch()  # recovered: the original message is updated, its thread told
-        [update] = until(lambda: slack.calls_to("chat.update"))
+        [update] = until_blocking(lambda: slack.calls_to("chat.update"))
         assert (update.params["channel"], update.params["ts"]) == ("C0INC", original.ts)
-        until(lambda: counts(url).get(("slack", "delivered")) == 2)
+        until_blocking(lambda: counts(url).get(("slack", "delivered")) == 2)
         [_, reply] = slack.messages
         assert reply.thread_ts == original.ts
         assert TOKEN not in log.read_text()

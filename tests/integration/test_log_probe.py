@@ -22,11 +22,6 @@ T0 = 1_800_000_000.0
 RULES = LogRules(interval_s=10.0, learning_s=60.0, min_count=5, silence_s=0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = T0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from http_wire import Recorder, Request, response
+from waiting import free_port
 
 from alerts.model import Alert, Impacted, Notification, SinkError
 from alerts.sinks.alertmanager import AlertmanagerSink
@@ -108,13 +108,6 @@ class Alertmanager:
         answer.raise_for_status()
         found: list[dict[str, Any]] = answer.json()
         return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(scope="module")
