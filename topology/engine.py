@@ -99,9 +99,11 @@ class States(Mapping[str, State]):
         gets worse is visited) and the same result, since a worse
         observation only ever makes the fixpoint worse; for an observation
         that got better, `evaluate` afresh."""
+        if observed <= self._run.state.get(name, _UP):
+            # Nothing gets worse (a farm's dependents reporting down after
+            # it): these very states, so callers keyed on them keep their work.
+            return self, frozenset()
         run = self._run.copy()
-        if observed <= run.state.get(name, _UP):
-            return States(self._topology, run), frozenset()
         run.state[name] = int(observed)
         changed = run.propagate(self._topology.index, [name])
         changed.add(name)
