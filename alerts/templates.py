@@ -32,7 +32,7 @@ import jinja2
 from alerts.model import Alert, AlertKind, Event, Impacted, Notification
 from topology import State, format_duration
 
-__all__ = ["TemplateError", "Templates", "builtin", "whole"]
+__all__ = ["TemplateError", "Templates", "builtin", "escape_mrkdwn", "whole"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ def whole(seconds: float) -> str:
     return format_duration(float(rounded)) if rounded else "0s"
 
 
-def _mrkdwn(value: object) -> str:
-    # https://docs.slack.dev/messaging/formatting-message-text#escaping
+def escape_mrkdwn(value: object) -> str:
+    """`value` as text Slack shows as it is: &, < and > escaped.
+    https://docs.slack.dev/messaging/formatting-message-text#escaping"""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -72,7 +73,7 @@ class Templates:
             keep_trailing_newline=False,
         )
         self._env.filters.update(
-            whole=whole, duration=format_duration, mrkdwn=_mrkdwn, code=lambda v: f"`{v}`"
+            whole=whole, duration=format_duration, mrkdwn=escape_mrkdwn, code=lambda v: f"`{v}`"
         )
         self._cache: dict[tuple[str, str], jinja2.Template] = {}
 

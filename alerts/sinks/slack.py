@@ -22,10 +22,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
-from alerts.templates import Templates, builtin, whole
+from alerts.templates import Templates, builtin, escape_mrkdwn, whole
 
 __all__ = [
-    "PERMANENT_ERRORS",
     "TRANSIENT_ERRORS",
     "SlackSink",
     "SlackWebhookSink",
@@ -52,51 +51,13 @@ _METADATA_EVENT = "watchdog_notification"
 _CLOCK_SKEW_S = 300.0
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _LIST_PAGES = 10
-# Node names listed in the notification text (what phones and screen readers show).
-_TEXT_NODES = 10
 # Root causes linked to their incident history.
 _LINKED_CAUSES = 5
 
-# `ok: false` codes that will fail the same way on every retry: a bad token
-# or scope, an unknown or archived channel, a refused message. Any code not
-# in TRANSIENT_ERRORS is treated the same way (Slack's refusals are
-# deterministic), so the outbox gives up instead of retrying forever.
-PERMANENT_ERRORS: Final = frozenset(
-    {
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "no_permission",
-        "missing_scope",
-        "not_allowed_token_type",
-        "team_access_not_granted",
-        "ekm_access_denied",
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "restricted_action",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "msg_too_long",
-        "no_text",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-        "invalid_arguments",
-        # Incoming webhooks answer with these.
-        "invalid_token",
-        "no_service",
-        "no_service_id",
-        "no_team",
-        "team_disabled",
-        "channel_is_archived",
-        "action_prohibited",
-        "invalid_payload",
-        "posting_to_general_channel_denied",
-    }
-)
+# `ok: false` codes are permanent (given up on) unless listed here: Slack's
+# refusals (invalid_auth, channel_not_found, is_archived, invalid_blocks,
+# msg_too_long...) fail the same way on every retry, so the outbox gives up
+# instead of retrying forever.
 # Codes worth retrying with backoff.
 TRANSIENT_ERRORS: Final = frozenset(
     {
@@ -122,9 +83,13 @@ def blocks(
     (root cause, critical nodes with their recovery target and time left,
     the collateral count, links to the daemon's API) or, for `resolved`,
     the resolved version that replaces it. Never more than 50 blocks."""
+    title = _parts(notification, now, templates)["title"]
+    return _blocks(notification, now, link_base, title)
+
+
+def _blocks(notification: Notification, now: float, link_base: str, title: str) -> list[Block]:
     alert = notification.alert
     resolved = notification.event == "resolved"
-    title = (templates or builtin()).render("slack", notification, now)["title"]
     if resolved:
         second = ("Lasted", format_seconds(now - alert.started_at))
         heading = f"*Critical nodes that were down ({len(alert.critical)})*"
@@ -139,7 +104,7 @@ def blocks(
             "type": "section",
             "fields": [
                 _mrkdwn(f"*Root cause*\n{_codes(alert.root_cause)}"),
-                _mrkdwn(f"*{second[0]}*\n{_escape(second[1])}"),
+                _mrkdwn(f"*{second[0]}*\n{escape_mrkdwn(second[1])}"),
             ],
         },
     ]
@@ -156,13 +121,20 @@ def blocks(
 def text(notification: Notification, now: float, templates: Templates | None = None) -> str:
     """The notification text of the top-level message (what a phone or a
     screen reader shows instead of the blocks): the template's `text`."""
-    return (templates or builtin()).render("slack", notification, now)["text"]
+    return _parts(notification, now, templates)["text"]
 
 
 def reply_text(notification: Notification, now: float, templates: Templates | None = None) -> str:
     """The short reply posted in the thread of the original message: the
     template's `reply`."""
-    return (templates or builtin()).render("slack", notification, now)["reply"]
+    return _parts(notification, now, templates)["reply"]
+
+
+def _parts(
+    notification: Notification, now: float, templates: Templates | None
+) -> Mapping[str, str]:
+    """What the Slack template says of `notification`: `title`, `text`, `reply`."""
+    return (templates or builtin()).render("slack", notification, now)
 
 
 def format_seconds(seconds: float) -> str:
@@ -176,7 +148,7 @@ def _firing_line(impacted: Impacted, now: float) -> str:
         f"{format_seconds(left)} left" if left > 0 else f"*breached {format_seconds(-left)} ago*"
     )
     return (
-        f"• `{_escape(impacted.node)}` {impacted.state}, recovery target "
+        f"• `{escape_mrkdwn(impacted.node)}` {impacted.state}, recovery target "
         f"{format_seconds(impacted.recovery_target_s)}, {clock}"
     )
 
@@ -190,7 +162,8 @@ def _resolved_line(impacted: Impacted, now: float) -> str:
         if over > 0
         else f"within its target of {target}"
     )
-    return f"• `{_escape(impacted.node)}` {impacted.state} for {format_seconds(lasted)}, {verdict}"
+    node = escape_mrkdwn(impacted.node)
+    return f"• `{node}` {impacted.state} for {format_seconds(lasted)}, {verdict}"
 
 
 def _collateral(alert: Alert, resolved: bool) -> str:
@@ -206,10 +179,10 @@ def _links(alert: Alert, link_base: str) -> str:
     base = link_base.rstrip("/")
     parts = [f"<{base}/api/v1/status|Status>"]
     parts.extend(
-        f"<{base}/api/v1/incidents?node={quote(node, safe='')}|Incidents of {_escape(node)}>"
+        f"<{base}/api/v1/incidents?node={quote(node, safe='')}|Incidents of {escape_mrkdwn(node)}>"
         for node in alert.root_cause[:_LINKED_CAUSES]
     )
-    parts.append(f"alert `{_escape(alert.key)}`")
+    parts.append(f"alert `{escape_mrkdwn(alert.key)}`")
     return _cut(" · ".join(parts), _CONTEXT_MAX)
 
 
@@ -234,12 +207,7 @@ def _chunks(heading: str, lines: Sequence[str], budget: int) -> list[str]:
 
 
 def _codes(names: Sequence[str]) -> str:
-    return ", ".join(f"`{_escape(n)}`" for n in names) or "unknown"
-
-
-def _escape(value: str) -> str:
-    # https://docs.slack.dev/messaging/formatting-message-text#escaping
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return ", ".join(f"`{escape_mrkdwn(n)}`" for n in names) or "unknown"
 
 
 def _cut(value: str, limit: int) -> str:
@@ -379,6 +347,7 @@ class SlackSink:
     async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
         alert, event, now = notification.alert, notification.event, notification.at
         root = _root(previous)
+        parts = _parts(notification, now, self._templates)
         if event == "firing" or root is None:
             # Also a reminder or a resolution whose first message was never
             # delivered: it gets a message of its own.
@@ -388,8 +357,8 @@ class SlackSink:
                 channel,
                 self._client.chat_postMessage(
                     channel=channel,
-                    text=text(notification, now, self._templates),
-                    blocks=blocks(notification, now, self._link_base, self._templates),
+                    text=parts["text"],
+                    blocks=_blocks(notification, now, self._link_base, parts["title"]),
                     unfurl_links=False,
                     metadata=_metadata(notification),
                 ),
@@ -405,8 +374,8 @@ class SlackSink:
                 self._client.chat_update(
                     channel=channel,
                     ts=ts,
-                    text=text(notification, now, self._templates),
-                    blocks=blocks(notification, now, self._link_base, self._templates),
+                    text=parts["text"],
+                    blocks=_blocks(notification, now, self._link_base, parts["title"]),
                 ),
             )
         answer = await self._call(
@@ -415,7 +384,7 @@ class SlackSink:
             self._client.chat_postMessage(
                 channel=channel,
                 thread_ts=ts,
-                text=reply_text(notification, now, self._templates),
+                text=parts["reply"],
                 reply_broadcast=True if event == "escalated" else None,
                 metadata=_metadata(notification),
             ),
@@ -589,14 +558,15 @@ class SlackWebhookSink:
 
     async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
         now = notification.at
+        parts = _parts(notification, now, self._templates)
         if notification.event in ("firing", "resolved") or previous is None:
             body: dict[str, Any] = {
-                "text": text(notification, now, self._templates),
-                "blocks": blocks(notification, now, self._link_base, self._templates),
+                "text": parts["text"],
+                "blocks": _blocks(notification, now, self._link_base, parts["title"]),
                 "unfurl_links": False,
             }
         else:
-            body = {"text": reply_text(notification, now, self._templates)}
+            body = {"text": parts["reply"]}
         where = "slack webhook"
         try:
             async with asyncio.timeout(self._timeout_s):
