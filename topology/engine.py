@@ -70,11 +70,15 @@ class States(Mapping[str, State]):
     their last spare (still up, one failure away from worse), and why each
     failed node failed."""
 
-    __slots__ = ("_run", "_topology", "no_spare")
+    __slots__ = ("_causes", "_roots", "_run", "_topology", "no_spare")
 
     def __init__(self, topology: Topology, run: _Run) -> None:
         self._topology = topology
         self._run = run
+        # Answers of `causes`, and the roots found below each node asked
+        # about: a farm's thousand dependents share the walk below the farm.
+        self._causes: dict[str, tuple[str, ...]] = {}
+        self._roots: dict[str, frozenset[str]] = {}
         owner = topology.index.owner
         self.no_spare = frozenset(owner[gid] for gid in run.spareless(topology.index))
 
@@ -115,15 +119,21 @@ class States(Mapping[str, State]):
         below explains (they failed on their own observation). The node
         itself when its requirements do not account for its state; empty
         when it is up or unknown."""
+        cached = self._causes.get(name)
+        if cached is not None:
+            return cached
         run, index = self._run, self._topology.index
         if run.state.get(name, _UP) < _DEGRADED:
             return ()
-        groups, by_owner = index.groups, self._groups_of
+        groups, by_owner, known = index.groups, self._groups_of, self._roots
         roots: set[str] = set()
         seen = {name}
         todo = [name]
         while todo:
             node = todo.pop()
+            if node != name and node in known:
+                roots |= known[node]  # walked before: its roots, not its walk
+                continue
             below = [
                 member
                 for gid in by_owner(node)
@@ -136,7 +146,12 @@ class States(Mapping[str, State]):
                 if member not in seen:
                     seen.add(member)
                     todo.append(member)
-        return tuple(sorted(roots or seen))
+        if roots:
+            # Only real roots are reused: a cycle with none answers with
+            # every node it met, which is not what lies below one of them.
+            known[name] = frozenset(roots)
+        answer = self._causes[name] = tuple(sorted(roots or seen))
+        return answer
 
     def _groups_of(self, name: str) -> range:
         first, count = self._topology.index.own_groups.get(name, (0, 0))
