@@ -178,10 +178,13 @@ def percentile(values: Sequence[float], p: int) -> float:
         raise ValueError("no values to take a percentile of")
     if isinstance(p, bool) or not 1 <= p <= 100 or p != int(p):
         raise ValueError(f"percentile must be an integer within 1..100, not {p!r}")
-    ordered = sorted(values)
+    return _ranked(sorted(values), int(p))
+
+
+def _ranked(ordered: Sequence[float], p: int) -> float:
+    """The nearest-rank `p`th percentile of values already sorted."""
     # Integer arithmetic: ceil(p * n / 100) without float rounding.
-    rank = (int(p) * len(ordered) + 99) // 100
-    return ordered[rank - 1]
+    return ordered[(p * len(ordered) + 99) // 100 - 1]
 
 
 class LatencyBaseline:
@@ -249,9 +252,9 @@ class LatencyBaseline:
             return None
         ordered = sorted(self._samples)
         return Percentiles(
-            p50=percentile(ordered, 50),
-            p95=percentile(ordered, 95),
-            p99=percentile(ordered, 99),
+            p50=_ranked(ordered, 50),
+            p95=_ranked(ordered, 95),
+            p99=_ranked(ordered, 99),
             samples=len(ordered),
         )
 
