@@ -134,6 +134,7 @@ class Daemon:
             )
         )
         self.outbox = Outbox(self.store)
+        self.metrics.read_at_scrape(self.outbox.counts, self.latency.baselines)
         self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
         self.alert_rounds = 0
@@ -194,7 +195,6 @@ class Daemon:
         self.router = router
         self._checks = self._build(config.probes)
         self.latency.replace(config.probes)
-        self.metrics.forget_probes()
         transitions = self.live.replace(config.topology, config.probes)
         if removed:
             # Nothing will report them up again: their open incidents end now.
@@ -469,7 +469,6 @@ class Daemon:
         notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
         self._queue(notes, now)
         delivered = await self.delivery.run_once()
-        self.metrics.outbox(self.outbox.counts())
         await self._refresh(now)
         return delivered
 
@@ -564,9 +563,6 @@ class Daemon:
         else:
             self._anomalies.pop(probe.key, None)
         self.metrics.result(probe.node, probe.key, result.state, time.monotonic() - started)
-        baseline = self.latency.baseline(probe.key)
-        if baseline is not None and result.latency_s is not None:
-            self.metrics.latency(probe.node, probe.key, baseline)
         was_ready = self.live.ready
         transitions = self.live.record(probe.key, result.state, result.reason, result.latency_s)
         if transitions:

@@ -38,6 +38,7 @@ class LatencyWatch:
         self.rules = rules
         self._baselines: dict[str, LatencyBaseline] = {}
         self._specs: dict[str, str] = {}
+        self._nodes: dict[str, str] = {}
 
     def replace(self, probes: Iterable[ProbeConfig]) -> None:
         """Follow the probes of the file: a probe whose target or checks
@@ -46,11 +47,13 @@ class LatencyWatch:
         it was saved for the same spec."""
         baselines: dict[str, LatencyBaseline] = {}
         specs: dict[str, str] = {}
+        nodes: dict[str, str] = {}
         for probe in probes:
             if probe.kind not in KINDS:
                 continue
             spec = repr(probe.spec)
             specs[probe.key] = spec
+            nodes[probe.key] = probe.node
             kept = self._baselines.get(probe.key)
             if kept is not None and self._specs.get(probe.key) == spec:
                 baselines[probe.key] = kept
@@ -58,13 +61,17 @@ class LatencyWatch:
                 baselines[probe.key] = LatencyBaseline(self.rules)
             else:
                 baselines[probe.key] = self._load(probe.key, spec)
-        self._baselines, self._specs = baselines, specs
+        self._baselines, self._specs, self._nodes = baselines, specs, nodes
 
     def track(self, key: str, result: ProbeResult, now: float) -> ProbeResult:
         """`result` observed in the probe's baseline, made degraded when a
         regression is in force (see `watchdog.latency.track_latency`)."""
         baseline = self._baselines.get(key)
         return result if baseline is None else track_latency(result, baseline, now)
+
+    def baselines(self) -> list[tuple[str, str, LatencyBaseline]]:
+        """(node, probe key, baseline) of every probe with one, by key."""
+        return [(self._nodes[k], k, b) for k, b in sorted(self._baselines.items())]
 
     def baseline(self, key: str) -> LatencyBaseline | None:
         """The baseline of probe `key`, if it has one."""

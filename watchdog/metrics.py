@@ -4,9 +4,11 @@ probe keys, never URLs or error text)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from alerts.transitions import Transition
 from topology import State
@@ -86,30 +88,6 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=registry,
         )
-        self.outbox_entries = Gauge(
-            "watchdog_outbox_notifications",
-            "Notifications in the outbox by sink and state (pending, delivered, failed).",
-            ["sink", "state"],
-            registry=registry,
-        )
-        self.latency_recent = Gauge(
-            "watchdog_probe_latency_recent_seconds",
-            "Percentiles (50, 95, 99) of a probe's latest answers (its window).",
-            ["node", "probe", "percentile"],
-            registry=registry,
-        )
-        self.latency_baseline = Gauge(
-            "watchdog_probe_latency_baseline_seconds",
-            "The usual p95 latency of a probe, once learned.",
-            ["node", "probe"],
-            registry=registry,
-        )
-        self.latency_regression = Gauge(
-            "watchdog_probe_latency_regression",
-            "1 while a probe's latency is well above its baseline.",
-            ["node", "probe"],
-            registry=registry,
-        )
         self.ready = Gauge(
             "watchdog_ready",
             "1 once the topology is loaded and every probe has reported once.",
@@ -121,21 +99,16 @@ class Metrics:
         self.probe_results.labels(node, probe, str(state)).inc()
         self.probe_duration.labels(node, probe).observe(duration_s)
 
-    def latency(self, node: str, probe: str, baseline: LatencyBaseline) -> None:
-        """A probe's latency percentiles, baseline and regression now."""
-        p = baseline.percentiles()
-        if p is not None:
-            for name, value in (("50", p.p50), ("95", p.p95), ("99", p.p99)):
-                self.latency_recent.labels(node, probe, name).set(value)
-        if baseline.baseline_s is not None:
-            self.latency_baseline.labels(node, probe).set(baseline.baseline_s)
-        self.latency_regression.labels(node, probe).set(1 if baseline.regression else 0)
-
-    def forget_probes(self) -> None:
-        """Drop every per-probe latency series (after a reload; those still
-        configured come back at their next result)."""
-        for gauge in (self.latency_recent, self.latency_baseline, self.latency_regression):
-            gauge.clear()
+    def read_at_scrape(
+        self,
+        outbox: Callable[[], Mapping[tuple[str, str], int]],
+        latency: Callable[[], Iterable[tuple[str, str, LatencyBaseline]]],
+    ) -> None:
+        """Serve the outbox counts per (sink, state) and every probe's
+        latency percentiles, baseline and regression from these sources when
+        /metrics is read, rather than keeping gauges up to date on every
+        alert round and probe result; series of what is gone go with it."""
+        self.registry.register(_Scraped(outbox, latency))
 
     def count(self, transitions: Iterable[Transition]) -> None:
         """Transitions as they happen."""
@@ -169,14 +142,54 @@ class Metrics:
             for node in drift:
                 self.drift.labels(node).set(1)
 
-    def outbox(self, counts: Mapping[tuple[str, str], int]) -> None:
-        """The outbox's entries per (sink, state); a permanent failure shows
-        as `state="failed"` and stays until the history is pruned."""
-        for (sink, state), count in counts.items():
-            self.outbox_entries.labels(sink, state).set(count)
-
     def reloaded(self, ok: bool, at: float) -> None:
         """The outcome of a (re)load of the configuration."""
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_time.set(at)
+
+
+class _Scraped(Collector):
+    """The metrics read from their sources at scrape time."""
+
+    def __init__(
+        self,
+        outbox: Callable[[], Mapping[tuple[str, str], int]],
+        latency: Callable[[], Iterable[tuple[str, str, LatencyBaseline]]],
+    ) -> None:
+        self._outbox = outbox
+        self._latency = latency
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            "watchdog_outbox_notifications",
+            "Notifications in the outbox by sink and state (pending, delivered, failed).",
+            labels=["sink", "state"],
+        )
+        for (sink, state), count in sorted(self._outbox().items()):
+            entries.add_metric([sink, state], count)
+        recent = GaugeMetricFamily(
+            "watchdog_probe_latency_recent_seconds",
+            "Percentiles (50, 95, 99) of a probe's latest answers (its window).",
+            labels=["node", "probe", "percentile"],
+        )
+        usual = GaugeMetricFamily(
+            "watchdog_probe_latency_baseline_seconds",
+            "The usual p95 latency of a probe, once learned.",
+            labels=["node", "probe"],
+        )
+        regressed = GaugeMetricFamily(
+            "watchdog_probe_latency_regression",
+            "1 while a probe's latency is well above its baseline.",
+            labels=["node", "probe"],
+        )
+        for node, probe, baseline in self._latency():
+            p = baseline.percentiles()
+            if p is None:
+                continue  # no answer yet
+            for name, value in (("50", p.p50), ("95", p.p95), ("99", p.p99)):
+                recent.add_metric([node, probe, name], value)
+            if baseline.baseline_s is not None:
+                usual.add_metric([node, probe], baseline.baseline_s)
+            regressed.add_metric([node, probe], 1 if baseline.regression else 0)
+        yield from (entries, recent, usual, regressed)
