@@ -465,8 +465,8 @@ class Daemon:
                 for f in failed
             ]
         notes = self.alerting.update(now, failed, self.live.drifting(), watched=self.watched)
-        topology = self.live.topology
-        notes = [n for n in notes if self.silences.muting(n.alert, topology, now) is None]
+        if notes:
+            notes = self._unmuted(notes, now)
         self._queue(notes, now)
         delivered = await self.delivery.run_once()
         await self._refresh(now)
@@ -481,13 +481,13 @@ class Daemon:
             if now - self._refreshed.get(sink.name, 0.0) < sink.resend_interval_s:
                 continue
             self._refreshed[sink.name] = now
-            topology = self.live.topology
             firing = []
-            for note in self.alerting.firing(now):
-                if sink.name not in self.router.decide(note.alert).sinks:
-                    continue
-                if self.silences.muting(note.alert, topology, now) is not None:
-                    continue
+            routed = [
+                n
+                for n in self.alerting.firing(now)
+                if sink.name in self.router.decide(n.alert).sinks
+            ]
+            for note in self._unmuted(routed, now) if routed else ():
                 receipt = self.outbox.receipt(note, sink.name)
                 if receipt is not None:  # not yet delivered: the outbox sends it
                     firing.append((note, receipt))
@@ -495,6 +495,11 @@ class Daemon:
                 await sink.refresh(firing)
             except SinkError as err:
                 log.warning("alertmanager refresh failed sink=%s error=%s", sink.name, err)
+
+    def _unmuted(self, notes: list[Notification], now: float) -> list[Notification]:
+        """`notes` without those a silence in force mutes (silences read once)."""
+        active, topology = self.silences.active(now), self.live.topology
+        return [n for n in notes if self.silences.muting(n.alert, topology, now, active) is None]
 
     def _queue(self, notes: list[Notification], now: float) -> None:
         """Each notification into the outbox for the sinks its route names."""

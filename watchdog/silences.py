@@ -6,7 +6,7 @@ hiding, and neither is silencing)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +45,7 @@ class Silence:
 
     def matches(self, node: str, labels: Mapping[str, str]) -> bool:
         """Whether it covers `node` (with its labels)."""
-        if self.node is not None:
-            return node == self.node
-        return self.label is not None and labels.get(self.label[0]) == self.label[1]
+        return _covers(self.node, self.label, node, labels)
 
     def to_json(self) -> dict[str, Any]:
         """The silence as the API shows it."""
@@ -95,10 +93,7 @@ class Silences:
         if not by.strip() or not reason.strip():
             raise SilenceError("say who silences (by) and why (reason)")
         covered = [
-            name
-            for name, n in live.topology.nodes.items()
-            if (node is not None and name == node)
-            or (label is not None and n.labels.get(label[0]) == label[1])
+            name for name, n in live.topology.nodes.items() if _covers(node, label, name, n.labels)
         ]
         needed = _needed_by_critical(live.topology, covered)
         if needed and not force:
@@ -165,18 +160,34 @@ class Silences:
         )
         return [_silence(row) for row in rows]
 
-    def muting(self, alert: Alert, topology: Topology, now: float) -> Silence | None:
+    def muting(
+        self,
+        alert: Alert,
+        topology: Topology,
+        now: float,
+        active: Sequence[Silence] | None = None,
+    ) -> Silence | None:
         """The silence that mutes `alert`, if any: every root cause covered,
-        and no critical node taken down named in it."""
+        and no critical node taken down named in it. `active`: the silences
+        in force at `now`, when the caller has read them for many alerts."""
         if alert.critical or not alert.root_cause or alert.kind != "outage":
             return None
-        for silence in self.active(now):
+        for silence in self.active(now) if active is None else active:
             if all(
                 name in topology and silence.matches(name, topology.node(name).labels)
                 for name in alert.root_cause
             ):
                 return silence
         return None
+
+
+def _covers(
+    node: str | None, label: tuple[str, str] | None, name: str, labels: Mapping[str, str]
+) -> bool:
+    """Whether a silence of `node` or of `label` covers the node `name`."""
+    if node is not None:
+        return name == node
+    return label is not None and labels.get(label[0]) == label[1]
 
 
 def _needed_by_critical(topology: Topology, nodes: list[str]) -> list[str]:

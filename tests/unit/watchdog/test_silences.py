@@ -105,3 +105,4 @@ def test_it_refuses_what_critical_nodes_need_and_bad_requests(
         args.update(overrides)
         with pytest.raises(SilenceError, match=message.replace("(", r"\(").replace(")", r"\)")):
             silences.add(live, force=False, at=0, **args)  # type: ignore[arg-type]
+
