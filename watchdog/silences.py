@@ -6,6 +6,7 @@ hiding, and neither is silencing)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,13 +135,13 @@ class Silences:
         return silence, Notification(f"silence:{ident}:added", alert, "firing", at)
 
     def expire(self, ident: int, at: float) -> Silence:
-        """End a silence now."""
+        """End a silence now; return it as it is now ended."""
         silence = self.get(ident)
         with self.store.transaction("cannot expire a silence") as connection:
             connection.execute(
                 "UPDATE silences SET expires_at = min(expires_at, ?) WHERE id = ?", (at, ident)
             )
-        return silence
+        return dataclasses.replace(silence, expires_at=min(silence.expires_at, at))
 
     def get(self, ident: int) -> Silence:
         """The silence `ident`; `SilenceError` when there is none."""

@@ -106,3 +106,12 @@ def test_it_refuses_what_critical_nodes_need_and_bad_requests(
         with pytest.raises(SilenceError, match=message.replace("(", r"\(").replace(")", r"\)")):
             silences.add(live, force=False, at=0, **args)  # type: ignore[arg-type]
 
+
+def test_expire_answers_with_the_silence_as_now_ended(world: tuple[LiveState, Silences]) -> None:
+    live, silences = world
+    silence, _ = silences.add(
+        live, node="reports", label=None, duration_s=3600, by="bob", reason="x", force=False, at=0
+    )
+    ended = silences.expire(silence.id, 100)
+    assert (ended.id, ended.expires_at) == (silence.id, 100)
+    assert silences.get(silence.id) == ended
