@@ -481,6 +481,12 @@ class LogAnalyzer:
         """The template miner's state, for `LogAnalyzer(miner_state=...)`."""
         return self._miner.state()
 
+    @property
+    def miner_version(self) -> int:
+        """Goes up whenever the templates change: `miner_state()` is then
+        worth saving again."""
+        return self._miner.version
+
     def state(self) -> dict[str, Any]:
         """Everything else learnt, JSON-able, for `LogAnalyzer(state=...)`."""
         return {

@@ -128,10 +128,13 @@ class Miner:
     a restart. Bytes that are not such a state raise ValueError.
     """
 
-    __slots__ = ("_config", "_tm")
+    __slots__ = ("_config", "_tm", "version")
 
     def __init__(self, config: MinerConfig = MinerConfig(), state: bytes | None = None) -> None:
         self._config = config
+        # Goes up whenever a template is created or changes: when `state()`
+        # is worth saving again (hit counts and recency alone are not).
+        self.version = 0
         tmc = TemplateMinerConfig()
         tmc.drain_sim_th = config.sim_th
         tmc.drain_depth = config.depth
@@ -148,6 +151,8 @@ class Miner:
     def add(self, line: str) -> Template:
         """Group one line; return its template."""
         cluster, change = self._tm.drain.add_log_message(self._tm.masker.mask(line))
+        if change != "none":
+            self.version += 1
         return Template(cluster.cluster_id, cluster.get_template(), change == "cluster_created")
 
     def template(self, template_id: int) -> str | None:

@@ -155,7 +155,30 @@ async def test_a_restart_resumes_from_the_saved_offset_and_templates(
     result = await again.check()
     assert (result.state, result.reason) == (State.UP, "ok: 3 new lines")
     assert again.counters.lines == 3  # three, four and the error: none twice, none lost
+    # Its learning period is not started again: a new error is new at once.
+    clock.now += 10
+    write(path, "ERROR disk full on /dev/sda1")
+    fresh = await again.check()
+    assert (fresh.state, fresh.reason.startswith("new error template")) == (State.DEGRADED, True)
     again.close()
+
+
+async def test_a_quiet_poll_writes_nothing_to_the_store(tmp_path: Path, store: Store) -> None:
+    path, clock = tmp_path / "app.log", Clock()
+    write(path, "INFO one")
+    log = probe(path, clock, store)
+    await log.check()
+
+    def saved() -> list[tuple[str, float]]:
+        rows = store.query("test", "SELECT part, saved_at FROM probe_state ORDER BY part")
+        return [(part, at) for part, at in rows]
+
+    first = saved()
+    assert [part for part, _ in first] == ["analyzer", "positions"]
+    clock.now += 1  # the same rate bucket, no line: nothing changed
+    await log.check()
+    assert saved() == first
+    log.close()
 
 
 async def test_a_store_that_cannot_save_does_not_stop_the_probe(

@@ -99,7 +99,10 @@ class LogProbe:
             max_line_bytes=spec.max_line_bytes,
             max_bytes_per_read=spec.max_bytes_per_read,
         )
-        self._templates = len(self.analyzer.miner_state())
+        # What the store holds: the bytes of each part last saved, and the
+        # miner's version then (its state is costly to build: only on change).
+        self._saved: dict[str, bytes] = dict(saved)
+        self._miner_saved = self.analyzer.miner_version
         self._lock = threading.Lock()
         self.counters = _Counters()
         self.last: Batch | None = None
@@ -180,6 +183,8 @@ class LogProbe:
         c.truncations += batch.truncations
 
     def _save(self, now: float) -> None:
+        """Save the parts that changed since the last save (a quiet poll
+        writes nothing)."""
         if self._state is None:
             return
         parts = {
@@ -188,19 +193,21 @@ class LogProbe:
             ).encode(),
             "analyzer": json.dumps(self.analyzer.state()).encode(),
         }
-        miner = self.analyzer.miner_state()
-        # The templates change only when an error line makes a new one.
-        if len(miner) != self._templates:
-            parts["miner"] = miner
-            self._templates = len(miner)
+        parts = {k: v for k, v in parts.items() if self._saved.get(k) != v}
+        version = self.analyzer.miner_version
+        if version != self._miner_saved:
+            parts["miner"] = self.analyzer.miner_state()
+        if not parts:
+            return
         try:
             self._state.save(self.key, parts, now)
         except StoreError as err:
             # Read on regardless; the next poll saves again (a restart in
             # between reads some lines twice, which beats reading none).
             log.error("cannot save log probe state probe=%s error=%s", self.key, err)
-            if "miner" in parts:
-                self._templates = -1
+            return
+        self._saved.update(parts)
+        self._miner_saved = version
 
     def _result(self, batch: Batch) -> ProbeResult:
         anomalies = self.anomalies
