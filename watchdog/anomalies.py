@@ -240,7 +240,8 @@ class LogAnalyzer:
             for line in lines:
                 m = search_w(line)
                 if m is not None:
-                    which = next(i for i in range(len(rules.watched)) if m.group(f"_w{i}"))
+                    # Each pattern is the outer group _w<i>: the last to close.
+                    which = int(str(m.lastgroup)[2:])
                     self._hit(which, line, now)
 
         search = self._error.search

@@ -260,3 +260,13 @@ def test_garbage_analyzer_state_is_a_value_error(state: dict[str, object]) -> No
 def test_bad_rules_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"."):
         LogRules(**kwargs)  # type: ignore[arg-type]
+
+
+def test_watched_patterns_are_told_apart_even_empty_matches_and_inner_groups() -> None:
+    rules = LogRules(watched=("(?P<what>Out)OfMemory", "^$"), learning_s=0.0)
+    analyzer = LogAnalyzer(rules, started_at=0.0)
+    analyzer.feed(["java.lang.OutOfMemoryError", ""], 1.0)
+    assert [a.reason for a in analyzer.active(1.0)] == [
+        "watched pattern '(?P<what>Out)OfMemory': 1 line",
+        "watched pattern '^$': 1 line",
+    ]
