@@ -560,21 +560,23 @@ class Follower:
 
     def _emit(self, block: bytes, batch: Batch) -> None:
         """Append the lines of `block` (newline-separated, no final newline)."""
-        parts = block.split(b"\n")
-        limit = self.max_line_bytes
-        if b"\x00" not in block and max(map(len, parts)) <= limit:
+        text = None
+        if b"\x00" not in block:
             try:
                 text = block.decode("utf-8")
             except UnicodeDecodeError:
                 pass
-            else:
-                lines = text.split("\n")
+        if text is not None:
+            lines = text.split("\n")
+            # Characters are bytes in ASCII (the usual log): no second split.
+            sizes = lines if text.isascii() else block.split(b"\n")
+            if max(map(len, sizes)) <= self.max_line_bytes:
                 if "\r" in text:
                     lines = [s[:-1] if s.endswith("\r") else s for s in lines]
                 batch.lines += lines
                 return
         # Rare: garbage or over-long lines somewhere in the block.
-        for part in parts:
+        for part in block.split(b"\n"):
             batch.lines.append(self._line(part, batch))
 
     def _line(self, raw: bytes, batch: Batch) -> str:
