@@ -176,16 +176,6 @@ def load_config(path: str | Path) -> DaemonConfig:
     )
 
 
-def _first(node: YamlNode, key: str) -> YamlNode | None:
-    """The value of `key` in a mapping, without checks (the topology's
-    reader already reported what is wrong with the shape)."""
-    if isinstance(node, MappingNode):
-        for k, v in node.value:
-            if isinstance(k, ScalarNode) and k.value == key:
-                return v
-    return None
-
-
 _HOST_PORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<host>[^:\s]+):(?P<port>\d+)")
 
 
@@ -208,24 +198,29 @@ class _Settings:
         self.server = ServerConfig()
         self.state_path = DEFAULT_STATE
         self.probes: tuple[ProbeConfig, ...] = ()
-        root = document.root
-        server = _first(root, "server")
-        if server is not None:
-            self._server(server)
-        state = _first(root, "state")
-        if state is not None:
-            self._state(state)
+        # The topology's reader already reported what is wrong with the
+        # shape of the file: this one only finds keys (merges included) and
+        # keeps its problems to itself.
+        scratch = Reader(document.source)
+
+        def entries(node: YamlNode | None) -> dict[str, YamlNode]:
+            if not isinstance(node, MappingNode):
+                return {}
+            return dict(scratch.items(scratch.mapping(node, "") or {}))
+
+        root = entries(document.root)
+        if "server" in root:
+            self._server(root["server"])
+        if "state" in root:
+            self._state(root["state"])
         self.alerts = AlertsConfig()
-        alerts = _first(root, "alerts")
-        if alerts is not None:
-            self._alerts(alerts)
-        nodes = _first(root, "nodes")
+        if "alerts" in root:
+            self._alerts(root["alerts"])
         found: list[ProbeConfig] = []
-        if isinstance(nodes, MappingNode):
-            for key, body in nodes.value:
-                probes = _first(body, "probes")
-                if isinstance(key, ScalarNode) and isinstance(probes, SequenceNode):
-                    found.extend(self._probes(key.value, probes))
+        for name, body in entries(root.get("nodes")).items():
+            probes = entries(body).get("probes")
+            if isinstance(probes, SequenceNode):
+                found.extend(self._probes(name, probes))
         self.probes = tuple(found)
 
     def _server(self, node: YamlNode) -> None:

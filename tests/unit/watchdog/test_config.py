@@ -298,3 +298,18 @@ def test_it_refuses_bad_log_probe_rules_with_their_lines(tmp_path: Path) -> None
         "10: nodes.api.probes[0].min_errors: must be at least 1, got 0",
         "11: nodes.api.probes[0].timeout: a log probe has no timeout",
     ]
+
+
+def test_probes_merged_from_an_anchor_are_probes_too(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\n"
+        "nodes:\n"
+        "  base: &web {probes: [{tcp: '127.0.0.1:9001'}]}\n"
+        "  api:\n"
+        "    <<: *web\n"
+        "    critical: true\n"
+    )
+    config = load_config(path)
+    assert [(p.key, p.line) for p in config.probes] == [("base#0", 3), ("api#0", 3)]
+    assert config.topology.node("api").probed
