@@ -562,10 +562,8 @@ class Follower:
         """Append the lines of `block` (newline-separated, no final newline)."""
         text = None
         if b"\x00" not in block:
-            try:
+            with contextlib.suppress(UnicodeDecodeError):
                 text = block.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
         if text is not None:
             lines = text.split("\n")
             # Characters are bytes in ASCII (the usual log): no second split.
