@@ -9,6 +9,7 @@ values from the nodes ourselves.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,15 +288,39 @@ class Reader:
         self.problem(node, path, f"expected true or false, got {describe(node)}")
         return None
 
-    def integer(self, node: YamlNode, path: str) -> int | None:
-        """A whole number written in decimal."""
+    def integer(self, node: YamlNode, path: str, *, minimum: int | None = None) -> int | None:
+        """A whole number written in decimal (at least `minimum`, if given)."""
         if isinstance(node, ScalarNode) and node.tag == INT:
             try:
-                return int(node.value.replace("_", ""), 10)
+                value = int(node.value.replace("_", ""), 10)
             except ValueError:
                 pass
+            else:
+                if minimum is None or value >= minimum:
+                    return value
+                self.problem(node, path, f"must be at least {minimum}, got {value}")
+                return None
         self.problem(node, path, f"expected a whole number, got {describe(node)}")
         return None
+
+    def regex(self, node: YamlNode, path: str) -> re.Pattern[str] | None:
+        """A regular expression, compiled."""
+        text = self.string(node, path, "a regular expression")
+        if text is None:
+            return None
+        try:
+            return re.compile(text)
+        except re.error as err:
+            self.problem(node, path, f"bad regular expression {text!r}: {err}")
+            return None
+
+    def url(self, node: YamlNode, path: str) -> str | None:
+        """An http:// or https:// URL."""
+        text = self.string(node, path, "a URL")
+        if text is not None and not text.startswith(("http://", "https://")):
+            self.problem(node, path, f"expected an http:// or https:// URL, got {text!r}")
+            return None
+        return text
 
     def duration(self, node: YamlNode, path: str, *, positive: bool = True) -> float | None:
         """Seconds from a duration string such as `10m` (see `parse_duration`)."""

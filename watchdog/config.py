@@ -286,14 +286,8 @@ class _Settings:
                 if "url" not in sub:
                     reader.problem(values[key], f"alerts.{key}", "missing 'url'")
                     continue
-                url = reader.string(sub["url"][1], f"alerts.{key}.url", "a URL")
-                if url is not None and not url.startswith(("http://", "https://")):
-                    reader.problem(
-                        sub["url"][1],
-                        f"alerts.{key}.url",
-                        f"expected an http:// or https:// URL, got {url!r}",
-                    )
-                elif url is not None:
+                url = reader.url(sub["url"][1], f"alerts.{key}.url")
+                if url is not None:
                     urls[key] = url
         alerts = AlertsConfig(
             settle_s=settle if settle is not None else DEFAULT_SETTLE_S,
@@ -430,12 +424,7 @@ class _Settings:
         ):
             thresholds[key] = default
             if key in values:
-                got_int = reader.integer(values[key], f"{path}.{key}")
-                if got_int is not None and got_int < 1:
-                    reader.problem(
-                        values[key], f"{path}.{key}", f"must be at least 1, got {got_int}"
-                    )
-                    got_int = None
+                got_int = reader.integer(values[key], f"{path}.{key}", minimum=1)
                 ok = ok and got_int is not None
                 thresholds[key] = got_int or default
         if not ok:
@@ -448,12 +437,7 @@ class _Settings:
         self, values: dict[str, YamlNode], path: str, timeout_s: float | None
     ) -> HttpSpec | None:
         reader = self.reader
-        url = reader.string(values["http"], f"{path}.http", "a URL")
-        if url is not None and not url.startswith(("http://", "https://")):
-            reader.problem(
-                values["http"], f"{path}.http", f"expected an http:// or https:// URL, got {url!r}"
-            )
-            url = None
+        url = reader.url(values["http"], f"{path}.http")
         kwargs: dict[str, Any] = {}
         ok = url is not None
         if timeout_s is not None:
@@ -481,17 +465,7 @@ class _Settings:
             ok = ok and text is not None
             kwargs["body_contains"] = text
         if "body_regex" in values:
-            text = reader.string(values["body_regex"], f"{path}.body_regex", "a regular expression")
-            pattern = None
-            if text is not None:
-                try:
-                    pattern = re.compile(text)
-                except re.error as err:
-                    reader.problem(
-                        values["body_regex"],
-                        f"{path}.body_regex",
-                        f"bad regular expression {text!r}: {err}",
-                    )
+            pattern = reader.regex(values["body_regex"], f"{path}.body_regex")
             ok = ok and pattern is not None
             kwargs["body_regex"] = pattern
         for key in ("follow_redirects", "verify_tls"):
@@ -500,14 +474,7 @@ class _Settings:
                 ok = ok and flag is not None
                 kwargs[key] = bool(flag)
         if "max_body_bytes" in values:
-            size = reader.integer(values["max_body_bytes"], f"{path}.max_body_bytes")
-            if size is not None and size < 1:
-                reader.problem(
-                    values["max_body_bytes"],
-                    f"{path}.max_body_bytes",
-                    f"must be at least 1, got {size}",
-                )
-                size = None
+            size = reader.integer(values["max_body_bytes"], f"{path}.max_body_bytes", minimum=1)
             ok = ok and size is not None
             kwargs["max_body_bytes"] = size
         if not self._latency(values, path, kwargs):

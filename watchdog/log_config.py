@@ -82,10 +82,8 @@ def read_log_spec(
     numbers: dict[str, int] = {}
     for key in ("spike_factor", "min_errors", "max_templates", "max_line_bytes"):
         if key in values:
-            got_int = reader.integer(values[key], f"{path}.{key}")
-            if got_int is not None and got_int < 1:
-                reader.problem(values[key], f"{path}.{key}", f"must be at least 1, got {got_int}")
-            elif got_int is not None:
+            got_int = reader.integer(values[key], f"{path}.{key}", minimum=1)
+            if got_int is not None:
                 numbers[key] = got_int
     silence_s: float | None = None
     if "silence" in values:
@@ -140,15 +138,8 @@ def read_log_spec(
 
 
 def _regex(reader: Reader, node: YamlNode, path: str) -> str | None:
-    text = reader.string(node, path, "a regular expression")
-    if text is None:
-        return None
-    try:
-        re.compile(text)
-    except re.error as err:
-        reader.problem(node, path, f"bad regular expression {text!r}: {err}")
-        return None
-    return text
+    pattern = reader.regex(node, path)
+    return None if pattern is None else pattern.pattern
 
 
 def _masks(reader: Reader, node: YamlNode, path: str) -> tuple[str | tuple[str, str], ...]:
