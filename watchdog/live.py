@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from alerts.rules import Failed
 from alerts.transitions import Transition
@@ -81,6 +82,11 @@ class LiveState:
         self._last: dict[str, ProbeStatus] = {}
         self._by_node: dict[str, list[str]] = {}
         self._observed: dict[str, State] = {}
+        # Counts changes of `_observed`: with the `States` in force, what
+        # the drift list depends on (before the first full picture,
+        # observations change without new states).
+        self._observations = 0
+        self._drift: tuple[States, int, list[Drift]] | None = None
         self._since: dict[str, float] = {}
         self._settled = False
         self._resumed: Mapping[str, float] = {}
@@ -110,6 +116,7 @@ class LiveState:
                 )
                 self._last[probe.key] = ProbeStatus(probe.key, probe.kind, State.UNKNOWN)
         self._observed = {node: self._observe(node) for node in self._by_node}
+        self._observations += 1
         # Kept as a set rather than scanned: at 10k probes a scan per result
         # made the first round quadratic.
         self._unreported = {key for key, last in self._last.items() if last.last_at is None}
@@ -130,8 +137,8 @@ class LiveState:
 
     @property
     def observed(self) -> Mapping[str, State]:
-        """The observation of every probed node."""
-        return dict(self._observed)
+        """The observation of every probed node (a read-only view)."""
+        return MappingProxyType(self._observed)
 
     @property
     def states(self) -> States:
@@ -158,6 +165,7 @@ class LiveState:
         after = self._observe(node)
         if after != before:
             self._observed[node] = after
+            self._observations += 1
         if not self._settled:
             # Until every probe has reported once, effective states rest on
             # guesses (unknown counts as up): a restarted daemon would close
@@ -253,42 +261,32 @@ class LiveState:
         since when: what the alert rules group. The alert loop asks every
         second; the list is worked out again only when the states changed
         (every change puts a new `States` in force)."""
-        states, topology = self._states, self._topology
+        states = self._states
         if self._failed is not None and self._failed[0] is states:
             return list(self._failed[1])
-        out = []
-        for name, state in states.not_up().items():
-            if state >= State.DEGRADED:
-                node = topology.node(name)
-                out.append(
-                    Failed(
-                        name,
-                        state,
-                        states.causes(name),
-                        node.critical,
-                        topology.recovery_target_s(name),
-                        self._since[name],
-                        node.labels,
-                    )
-                )
+        out = [
+            self._failed_node(name, state, states.causes(name))
+            for name, state in states.not_up().items()
+            if state >= State.DEGRADED
+        ]
         self._failed = (states, out)
         return list(out)
 
     def drifting(self) -> list[Failed]:
         """The nodes in drift, shaped for the alert rules."""
-        topology = self._topology
-        return [
-            Failed(
-                d.node,
-                d.effective,
-                d.causes,
-                topology.node(d.node).critical,
-                topology.recovery_target_s(d.node),
-                self._since[d.node],
-                topology.node(d.node).labels,
-            )
-            for d in self.drift()
-        ]
+        return [self._failed_node(d.node, d.effective, d.causes) for d in self.drift()]
+
+    def _failed_node(self, name: str, state: State, causes: tuple[str, ...]) -> Failed:
+        node = self._topology.node(name)
+        return Failed(
+            name,
+            state,
+            causes,
+            node.critical,
+            self._topology.recovery_target_s(name),
+            self._since[name],
+            node.labels,
+        )
 
     @property
     def settled(self) -> bool:
@@ -322,12 +320,16 @@ class LiveState:
     def drift(self) -> list[Drift]:
         """Nodes probed up while the engine says something they require has
         taken them down (degraded by a soft dependency is no contradiction)."""
-        states = self._states
-        return [
+        states, version = self._states, self._observations
+        if self._drift is not None and self._drift[0] is states and self._drift[1] == version:
+            return list(self._drift[2])
+        found = [
             Drift(name, states[name], states.causes(name))
             for name, seen in sorted(self._observed.items())
             if seen == State.UP and states[name] == State.DOWN
         ]
+        self._drift = (states, version, found)
+        return list(found)
 
     def what_if(self, actions: Sequence[Action]) -> Impact:
         """The blast radius of `actions` on top of what is observed now."""
