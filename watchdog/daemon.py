@@ -112,7 +112,9 @@ class Daemon:
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
-        self.live.resume({i.node: i.started_at for i in self.store.open_incidents()})
+        resumed = {i.node: i.started_at for i in self.store.open_incidents()}
+        self.live.resume(resumed)
+        self._resumed_incidents = len(resumed)
         self.probe_state = ProbeState(self.store)
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)
@@ -127,6 +129,7 @@ class Daemon:
         self.scheduler: ProbeScheduler[ProbeConfig] = ProbeScheduler(
             self._scheduled(self.config.probes), self._check, clock, on_lag=self._lag
         )
+        self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
         self.alerting = Alerting(
             Policy(
                 settle_s=self.config.alerts.settle_s,
@@ -222,7 +225,6 @@ class Daemon:
             uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
         )
         serving = asyncio.create_task(self._server.serve())
-        open_incidents = self.store.open_incidents()
         log.info(
             "watching source=%s nodes=%d probes=%d listen=%s:%d open_incidents=%d",
             self.config.source,
@@ -230,7 +232,7 @@ class Daemon:
             len(self.config.probes),
             host,
             port,
-            len(open_incidents),
+            self._resumed_incidents,
         )
         self.scheduler.start()
         alerting = asyncio.create_task(self._alert_loop())
@@ -549,7 +551,6 @@ class Daemon:
             return  # removed by a reload while it was due
         started = time.monotonic()
         timeout_s: float | None = getattr(probe.spec, "timeout_s", None)
-        self.metrics.in_flight.inc()
         try:
             # Probes keep their own timeouts; this fence, inside the
             # scheduler's, turns one that does not into a result rather than
@@ -560,8 +561,6 @@ class Daemon:
         except TimeoutError:
             wait = format_duration(timeout_s or 0)
             result = ProbeResult(State.DOWN, f"no answer within {wait}", None)
-        finally:
-            self.metrics.in_flight.dec()
         result = self.latency.track(probe.key, result, self.clock())
         if result.anomalies:
             self._anomalies[probe.key] = result.anomalies
