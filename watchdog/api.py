@@ -257,7 +257,7 @@ def create_app(backend: Backend) -> Starlette:
                 at=backend.now(),
             )
         except ManeuverError as err:
-            return _problems(400, str(err))
+            return _problems(err.status, str(err))
         backend.announce(note)
         backend.watch()
         return JSONResponse(
@@ -297,8 +297,7 @@ def create_app(backend: Backend) -> Starlette:
                 at=now,
             )
         except SilenceError as err:
-            status = 409 if "needed by critical" in str(err) else 400
-            return _problems(status, str(err))
+            return _problems(err.status, str(err))
         backend.announce(note)
         return JSONResponse(silence.to_json(), status_code=201)
 
@@ -308,7 +307,7 @@ def create_app(backend: Backend) -> Starlette:
         try:
             silence = backend.silences.expire(int(request.path_params["ident"]), backend.now())
         except SilenceError as err:
-            return _problems(404, str(err))
+            return _problems(err.status, str(err))
         return JSONResponse({**silence.to_json(), "expired": True})
 
     async def end_maneuver(request: Request) -> Response:
@@ -318,8 +317,7 @@ def create_app(backend: Backend) -> Starlette:
             ident = int(request.path_params["ident"])
             maneuver, note = backend.maneuvers.end(backend.live, ident, backend.now())
         except ManeuverError as err:
-            status = 404 if str(err).startswith("no maneuver") else 409
-            return _problems(status, str(err))
+            return _problems(err.status, str(err))
         backend.announce(note)
         backend.watch()
         return JSONResponse(maneuver.to_json())

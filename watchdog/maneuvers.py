@@ -19,7 +19,12 @@ __all__ = ["Maneuver", "ManeuverError", "Maneuvers"]
 
 
 class ManeuverError(Exception):
-    """A request that cannot be taken (for people; the API answers 400/404)."""
+    """A request that cannot be taken: the message is for people, `status`
+    the HTTP status the API answers with (400 unless it says otherwise)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,7 @@ class Maneuvers:
         again; the announcement says which are not."""
         maneuver = self.get(ident)
         if maneuver.state != "running":
-            raise ManeuverError(f"maneuver {ident} is {maneuver.state}, not running")
+            raise ManeuverError(f"maneuver {ident} is {maneuver.state}, not running", status=409)
         impacted = [i["node"] for i in maneuver.impact.get("impacted", [])]
         states = live.states
         still = sorted(n for n in impacted if n in states and states[n] >= State.DEGRADED)
@@ -160,7 +165,7 @@ class Maneuvers:
             "cannot read maneuvers", f"SELECT {_COLUMNS} FROM maneuvers WHERE id = ?", (ident,)
         )
         if not rows:
-            raise ManeuverError(f"no maneuver {ident}")
+            raise ManeuverError(f"no maneuver {ident}", status=404)
         return _maneuver(rows[0])
 
     def recent(self, limit: int = 100) -> list[Maneuver]:

@@ -20,7 +20,12 @@ __all__ = ["Silence", "SilenceError", "Silences"]
 
 
 class SilenceError(Exception):
-    """A request that cannot be taken (for people; the API answers 400/404)."""
+    """A request that cannot be taken: the message is for people, `status`
+    the HTTP status the API answers with (400 unless it says otherwise)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,8 @@ class Silences:
         if needed and not force:
             raise SilenceError(
                 f"{', '.join(needed)} {'is' if len(needed) == 1 else 'are'} needed by critical "
-                "nodes: a silence there would hide their outage; force it to silence anyway"
+                "nodes: a silence there would hide their outage; force it to silence anyway",
+                status=409,
             )
         with self.store.transaction("cannot record a silence") as connection:
             cursor = connection.execute(
@@ -149,7 +155,7 @@ class Silences:
             "cannot read silences", f"SELECT {_COLUMNS} FROM silences WHERE id = ?", (ident,)
         )
         if not rows:
-            raise SilenceError(f"no silence {ident}")
+            raise SilenceError(f"no silence {ident}", status=404)
         return _silence(rows[0])
 
     def active(self, now: float) -> list[Silence]:
