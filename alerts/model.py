@@ -64,6 +64,12 @@ class Alert:
     collateral: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
+    @property
+    def occurrence(self) -> str:
+        """This occurrence of the problem, `outage:farm-oms-1@1700000000.000`:
+        the same key failing again later is another occurrence."""
+        return f"{self.key}@{self.started_at:.3f}"
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:

@@ -32,7 +32,6 @@ class Route:
     sinks: tuple[str, ...] = ()
     slack_channel: str | None = None
     continue_: bool = False
-    line: int = 0
 
     def matches(self, alert: Alert) -> bool:
         """True when `alert` meets every condition of this route."""

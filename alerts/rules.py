@@ -53,7 +53,6 @@ class Policy:
 @dataclass(slots=True)
 class _Tracked:
     alert: Alert
-    first_seen: float
     fired_at: float | None = None
     last_sent: float | None = None
     critical_named: frozenset[str] = frozenset()
@@ -81,7 +80,7 @@ class Alerting:
         fires, by key, for sinks that must be told again and again that it
         still fires (Alertmanager); not counted as a reminder."""
         return [
-            Notification(f"{key}@{t.alert.started_at:.3f}#refresh", t.alert, "repeat", now)
+            Notification(f"{t.alert.occurrence}#refresh", t.alert, "repeat", now)
             for key, t in sorted(self._tracked.items())
             if t.fired_at is not None
         ]
@@ -122,7 +121,7 @@ class Alerting:
         for key, alert in sorted(current.items()):
             tracked = self._tracked.get(key)
             if tracked is None:
-                tracked = self._tracked[key] = _Tracked(alert, first_seen=now)
+                tracked = self._tracked[key] = _Tracked(alert)
             else:
                 # The problem started when it was first seen, whatever joined since.
                 tracked.alert = replace(alert, started_at=tracked.alert.started_at)
@@ -153,7 +152,7 @@ class Alerting:
         """When a pending alert may speak: `settle_s` after its problem
         started (its earliest failure), not after a caller first saw it; at
         once when it takes down a watched node."""
-        start = min(tracked.first_seen, tracked.alert.started_at)
+        start = tracked.alert.started_at
         if self._watched and any(i.node in self._watched for i in tracked.alert.critical):
             return start
         return start + self.policy.settle_s
@@ -187,7 +186,7 @@ class Alerting:
     def _notify(self, tracked: _Tracked, alert: Alert, event: Event, now: float) -> Notification:
         tracked.sent += 1
         tracked.last_sent = now
-        ident = f"{alert.key}@{tracked.alert.started_at:.3f}#{tracked.sent}:{event}"
+        ident = f"{tracked.alert.occurrence}#{tracked.sent}:{event}"
         return Notification(id=ident, alert=alert, event=event, at=now)
 
 

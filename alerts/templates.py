@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 import jinja2
 
@@ -36,8 +36,8 @@ __all__ = ["TemplateError", "Templates", "builtin", "escape_mrkdwn", "whole"]
 
 log = logging.getLogger(__name__)
 
-_KINDS: tuple[AlertKind, ...] = ("outage", "drift", "anomaly", "maneuver", "heartbeat")
-_EVENTS: tuple[Event, ...] = ("firing", "repeat", "escalated", "resolved")
+_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
+_EVENTS: tuple[Event, ...] = get_args(Event)
 
 
 class TemplateError(Exception):

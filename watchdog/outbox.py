@@ -17,11 +17,6 @@ from watchdog.store import Store
 __all__ = ["Outbox"]
 
 
-def _occurrence(notification: Notification) -> str:
-    """One occurrence of an alert: its key and when it started."""
-    return f"{notification.alert.key}@{notification.alert.started_at:.3f}"
-
-
 class Outbox:
     """The outbox table of a `Store` (it implements `alerts.delivery.Outbox`)."""
 
@@ -32,7 +27,9 @@ class Outbox:
         """Queue each notification for each sink, once (a notification
         already queued for a sink is not queued again); return how many."""
         rows = [
-            (n.id, _occurrence(n), sink, dumps(n), at, at) for n in notifications for sink in sinks
+            (n.id, n.alert.occurrence, sink, dumps(n), at, at)
+            for n in notifications
+            for sink in sinks
         ]
         if not rows:
             return 0
@@ -66,7 +63,7 @@ class Outbox:
             "cannot read the outbox",
             "SELECT receipt FROM outbox WHERE occurrence = ? AND sink = ? AND state = 'delivered'"
             " AND receipt IS NOT NULL ORDER BY id DESC LIMIT 1",
-            (_occurrence(notification), sink),
+            (notification.alert.occurrence, sink),
         )
         if not rows:
             return None

@@ -14,18 +14,20 @@ Slack channels (see `alerts.routing`).
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from types import MappingProxyType
+from typing import get_args
 
+from alerts.model import AlertKind, Severity
 from alerts.routing import Route
 from topology.document import Reader, suggest
 from topology.yamltree import SequenceNode, YamlNode
 
-__all__ = ["SINK_NAMES", "read_routes"]
+__all__ = ["read_routes"]
 
-# The names a route can give, one per kind of sink.
-SINK_NAMES = ("console", "slack", "slack-webhook", "alertmanager", "webhook")
-_KINDS = ("outage", "drift", "anomaly", "maneuver")
-_SEVERITIES = ("critical", "warning", "info")
+# The heartbeat goes to every sink that listens for it: it is not routed.
+_KINDS = tuple(k for k in get_args(AlertKind) if k != "heartbeat")
+_SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 
 def read_routes(reader: Reader, node: YamlNode, configured: Collection[str]) -> tuple[Route, ...]:
@@ -47,7 +49,7 @@ def _route(reader: Reader, node: YamlNode, path: str, configured: Collection[str
         return None
     values = {key: value for key, (_, value) in fields.items()}
     before = len(reader.problems)
-    route = Route(line=node.line)
+    route = Route()
     if "match" in values:
         route = _match(reader, values["match"], f"{path}.match", route)
     sinks: list[str] = []
@@ -74,16 +76,7 @@ def _route(reader: Reader, node: YamlNode, path: str, configured: Collection[str
         continue_ = bool(reader.boolean(values["continue"], f"{path}.continue"))
     if len(reader.problems) != before:
         return None
-    return Route(
-        labels=route.labels,
-        kinds=route.kinds,
-        severities=route.severities,
-        critical=route.critical,
-        sinks=tuple(sinks),
-        slack_channel=channel,
-        continue_=continue_,
-        line=node.line,
-    )
+    return replace(route, sinks=tuple(sinks), slack_channel=channel, continue_=continue_)
 
 
 def _match(reader: Reader, node: YamlNode, path: str, route: Route) -> Route:
