@@ -329,14 +329,10 @@ class Outcome:
 
     __slots__ = ("_build", "_impacted", "verdict")
 
-    def __init__(
-        self,
-        verdict: Verdict,
-        impacted: tuple[ImpactedNode, ...] | Callable[[], tuple[ImpactedNode, ...]] = (),
-    ) -> None:
+    def __init__(self, verdict: Verdict, impacted: Callable[[], tuple[ImpactedNode, ...]]) -> None:
         self.verdict = verdict
-        self._impacted = impacted if isinstance(impacted, tuple) else None
-        self._build = None if isinstance(impacted, tuple) else impacted
+        self._impacted: tuple[ImpactedNode, ...] | None = None
+        self._build: Callable[[], tuple[ImpactedNode, ...]] | None = impacted
 
     @property
     def impacted(self) -> tuple[ImpactedNode, ...]:
