@@ -119,7 +119,6 @@ class Daemon:
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)
         self._clients = HttpClients()
-        self._checks: dict[str, Probe] = {}
         self._logs: dict[str, tuple[ProbeConfig, LogProbe]] = {}
         self._anomalies: dict[str, tuple[str, ...]] = {}  # by probe key
         self._checks = self._build(self.config.probes)

@@ -87,15 +87,13 @@ class LiveState:
         # observations change without new states).
         self._observations = 0
         self._drift: tuple[States, int, list[Drift]] | None = None
-        self._since: dict[str, float] = {}
         self._settled = False
         self._resumed: Mapping[str, float] = {}
         self._unreported: set[str] = set()
         self._failed: tuple[States, list[Failed]] | None = None
         self._install(probes)
         self._states = evaluate(topology, self._observed)
-        now = clock()
-        self._since = dict.fromkeys(topology.nodes, now)
+        self._since: dict[str, float] = dict.fromkeys(topology.nodes, clock())
 
     def _install(self, probes: Sequence[ProbeConfig]) -> None:
         old_verdicts, old_last = self._verdicts, self._last

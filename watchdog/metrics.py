@@ -118,16 +118,16 @@ class Metrics:
     def nodes(
         self,
         effective: Iterable[tuple[str, bool, State, bool]],
-        observed: Iterable[tuple[str, State]] = (),
+        observed: Iterable[tuple[str, State]],
         *,
-        drift: Iterable[str] | None = None,
+        drift: Iterable[str],
         everything: bool = False,
     ) -> None:
         """Set the gauges of the nodes given as (node, critical, state,
         no_spare) and (node, observed state); with `everything`, those are
         all the nodes and any other series is dropped (after a reload, so no
-        ghost of a removed node stays). `drift`, when given, is the whole
-        list of drifting nodes."""
+        ghost of a removed node stays). `drift` is the whole list of drifting
+        nodes."""
         if everything:
             self.effective.clear()
             self.no_spare.clear()
@@ -137,10 +137,9 @@ class Metrics:
             self.no_spare.labels(node).set(1 if no_spare else 0)
         for node, state in observed:
             self.observed.labels(node).set(int(state))
-        if drift is not None:
-            self.drift.clear()
-            for node in drift:
-                self.drift.labels(node).set(1)
+        self.drift.clear()
+        for node in drift:
+            self.drift.labels(node).set(1)
 
     def reloaded(self, ok: bool, at: float) -> None:
         """The outcome of a (re)load of the configuration."""

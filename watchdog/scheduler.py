@@ -47,9 +47,6 @@ class ScheduledProbe(Protocol):
     def key(self) -> str: ...
 
     @property
-    def kind(self) -> str: ...
-
-    @property
     def schedule(self) -> _Interval: ...
 
     @property

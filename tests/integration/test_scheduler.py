@@ -41,7 +41,6 @@ class Probe:
     key: str
     schedule: Every = Every(SHORT_S)
     spec: Spec = Spec()
-    kind: str = "http"
 
 
 @dataclass
