@@ -15,27 +15,23 @@ from watchdog.latency import LatencyBaseline, LatencyRules, track_latency
 from watchdog.probe_state import ProbeState
 from watchdog.probes import ProbeResult
 
-__all__ = ["KINDS", "RULES", "LatencyWatch"]
+__all__ = ["KINDS", "LatencyWatch"]
 
 log = logging.getLogger(__name__)
 
 # Probes whose answers have a latency worth a baseline.
 KINDS = frozenset({"http", "tcp"})
-# Ticks of 20 answers: a tick's p95 then ignores one outlier in 20, where
-# ticks of 10 (its slowest answer) flagged targets with 1% slow answers
-# (measured by simulation: 16 runs in 50 with one false regression at 10,
-# none at 20). At a 10 s interval: learned in 20 minutes, a regression
-# flagged after 10 minutes slow.
-RULES = LatencyRules(window=120, tick=20)
 _PART = "latency"
 
 
 class LatencyWatch:
     """A baseline per HTTP/TCP probe, loaded from and saved to `state`."""
 
-    def __init__(self, state: ProbeState, rules: LatencyRules = RULES) -> None:
+    def __init__(self, state: ProbeState, rules: LatencyRules | None = None) -> None:
         self.state = state
-        self.rules = rules
+        # The default rules: at a 10 s interval, learned in 20 minutes, a
+        # regression flagged after 10 minutes slow.
+        self.rules = rules or LatencyRules()
         self._baselines: dict[str, LatencyBaseline] = {}
         self._specs: dict[str, str] = {}
         self._nodes: dict[str, str] = {}

@@ -22,7 +22,7 @@ from watchdog.latency import (
 )
 from watchdog.probes import ProbeResult
 
-RULES = LatencyRules()  # window 60, tick 10, learning 6 ticks, 3 ticks in a row
+RULES = LatencyRules(window=60, tick=10)  # learning 6 ticks, 3 ticks in a row
 
 
 def jittered(rng: random.Random, around_s: float, count: int) -> list[float]:
