@@ -321,32 +321,31 @@ class Store:
         seconds (the topology in force); it is read when an incident opens,
         and the incident keeps that target even if a reload changes it.
         """
-        with self._lock:
-            connection = self._open_connection()
-            if not transitions:
-                return  # no transaction, so no fsync, for an empty batch
-            now = self._clock()
-            with self._errors("cannot record transitions"), _transaction(connection):
-                for transition in transitions:
-                    _check_time(transition)
-                    incident_id = None
-                    if transition.view == "effective":
-                        incident_id = _track(connection, transition, recovery_targets)
-                    connection.execute(
-                        "INSERT INTO transitions (node, view, old, new, at, root_cause, reason,"
-                        " incident_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            transition.node,
-                            transition.view,
-                            str(transition.old),
-                            str(transition.new),
-                            transition.at,
-                            json.dumps(list(transition.root_cause)),
-                            transition.reason,
-                            incident_id,
-                            now,
-                        ),
-                    )
+        if not transitions:
+            self._open_connection()  # a closed store still says so
+            return  # no transaction, so no fsync, for an empty batch
+        now = self._clock()
+        with self.transaction("cannot record transitions") as connection:
+            for transition in transitions:
+                _check_time(transition)
+                incident_id = None
+                if transition.view == "effective":
+                    incident_id = _track(connection, transition, recovery_targets)
+                connection.execute(
+                    "INSERT INTO transitions (node, view, old, new, at, root_cause, reason,"
+                    " incident_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        transition.node,
+                        transition.view,
+                        str(transition.old),
+                        str(transition.new),
+                        transition.at,
+                        json.dumps(list(transition.root_cause)),
+                        transition.reason,
+                        incident_id,
+                        now,
+                    ),
+                )
 
     @contextmanager
     def transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -420,10 +419,7 @@ class Store:
             f"SELECT {_TRANSITION} FROM (SELECT id, {_TRANSITION} FROM transitions"
             f" WHERE {where} ORDER BY at DESC, id DESC LIMIT ?) ORDER BY at, id"
         )
-        with self._lock:
-            connection = self._open_connection()
-            with self._errors("cannot read transitions"):
-                rows = connection.execute(query, (*parameters, limit)).fetchall()
+        rows = self.query("cannot read transitions", query, (*parameters, limit))
         return [_transition(row) for row in rows]
 
     def summary(self, since: float, now: float, recurring_at: int = 3) -> list[NodeSummary]:
@@ -459,11 +455,7 @@ class Store:
         return summaries
 
     def _incidents(self, query: str, parameters: tuple[object, ...]) -> list[Incident]:
-        with self._lock:
-            connection = self._open_connection()
-            with self._errors("cannot read incidents"):
-                rows = connection.execute(query, parameters).fetchall()
-        return [_incident(row) for row in rows]
+        return [_incident(row) for row in self.query("cannot read incidents", query, parameters)]
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
