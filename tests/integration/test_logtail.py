@@ -540,20 +540,6 @@ def test_a_fifo_is_an_error_not_a_hang(tmp_path: Path, follow: Follow) -> None:
     assert batch.errors == [f"{tmp_path / 'app.log'}: not a regular file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_an_unreadable_file_is_an_error(tmp_path: Path, follow: Follow) -> None:
-    log = tmp_path / "app.log"
-    log.write_text("secret\n")
-    log.chmod(0)
-    follower = follow(log)
-    batch = follower.read()
-    assert (batch.lines, batch.files, batch.missing) == ([], 1, False)
-    assert batch.errors == [f"{log}: permission denied"]
-    log.chmod(0o644)
-    append(log, "readable\n")
-    assert follower.read().lines == ["secret", "readable"]
-
-
 def test_a_permission_error_on_open_is_reported_even_as_root(
     tmp_path: Path, follow: Follow, monkeypatch: pytest.MonkeyPatch
 ) -> None:

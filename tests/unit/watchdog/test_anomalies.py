@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
@@ -254,11 +255,15 @@ def test_garbage_analyzer_state_is_a_value_error(state: dict[str, object]) -> No
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"error_pattern": "(bad"}, {"watched": ("ok", "(bad")}, {"interval_s": 0.0}],
+    ("kwargs", "message"),
+    [
+        ({"error_pattern": "(bad"}, "error_pattern: bad regex '(bad'"),
+        ({"watched": ("ok", "(bad")}, "watched pattern '(bad': bad regex '(bad'"),
+        ({"interval_s": 0.0}, "interval_s must be positive, not 0.0"),
+    ],
 )
-def test_bad_rules_are_refused(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=r"."):
+def test_bad_rules_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         LogRules(**kwargs)  # type: ignore[arg-type]
 
 
