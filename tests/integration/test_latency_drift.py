@@ -22,10 +22,11 @@ Serve = Callable[..., AbstractAsyncContextManager[Any]]
 
 STATIC_THRESHOLD_S = 0.4
 # The server's delay: 2ms while the baseline learns, then 10ms more per
-# tick, at most up to 300ms (under the static threshold).
+# tick, on past the static threshold: a detector that flagged only there
+# would fail the assertion that every answer up to the flag was under it.
 BASE_DELAY_S = 0.002
 STEP_S = 0.010
-MAX_STEPS = 30
+MAX_STEPS = 50
 # Test-sized rules: 5 answers a tick, 3 ticks to learn, 3 slow ticks in a row.
 RULES = LatencyRules(window=20, tick=5, learning_ticks=3, ticks=3)
 STEADY_TICKS = RULES.learning_ticks + 2
