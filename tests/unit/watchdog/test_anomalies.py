@@ -84,6 +84,19 @@ def test_it_flags_a_spike_with_its_counts_and_clears_after() -> None:
     assert run_minute(analyzer, 12, 5) == []
 
 
+def test_a_spike_needs_the_minimum_count_over_a_quiet_baseline() -> None:
+    # A baseline of no errors at all: the spread floor alone would call 5
+    # errors a spike; min_count (10 by default) says how many it takes.
+    # (Its error templates are new as well: only the spikes are looked at.)
+    def spikes(error_count: int) -> list[Anomaly]:
+        anomalies = run_minute(learned(errors_per_minute=0), 10, error_count)
+        return [a for a in anomalies if a.kind == "error_spike"]
+
+    assert spikes(RULES.min_count - 1) == []
+    (spike,) = spikes(RULES.min_count)
+    assert spike.reason == f"error rate spike: {RULES.min_count} error lines in 1m vs usual 0±1"
+
+
 def test_a_spike_does_not_teach_the_baseline_to_ignore_the_next() -> None:
     analyzer = learned()
     run_minute(analyzer, 10, 200)
