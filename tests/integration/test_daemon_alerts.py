@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from http_wire import Recorder, response
 from slack_server import SlackServer
 from waiting import until
 
@@ -72,8 +75,8 @@ def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def started(path: Path) -> AsyncIterator[Daemon]:
-    running = Daemon(path, listen=("127.0.0.1", 0))
+async def started(path: Path, **options: Any) -> AsyncIterator[Daemon]:
+    running = Daemon(path, listen=("127.0.0.1", 0), **options)
     task = asyncio.create_task(running.run())
     try:
         await until(running.ready)
@@ -254,3 +257,78 @@ async def test_a_reload_reads_the_templates_again_and_refuses_a_broken_one(
         assert console is daemon.sinks[0]  # the same sink, speaking the new words
     finally:
         daemon.store.close()
+
+
+class MovableClock:
+    """The daemon's clock, real time plus what the test moved it on."""
+
+    def __init__(self) -> None:
+        self.ahead_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead_s
+
+
+def posted(recorder: Recorder, alertname: str) -> list[dict[str, Any]]:
+    """The alerts named `alertname` in every post `recorder` received."""
+    return [
+        alert
+        for request in recorder.requests
+        for alert in json.loads(request.body)
+        if alert["labels"]["alertname"] == alertname
+    ]
+
+
+async def test_alertmanager_hears_the_heartbeat_and_firing_alerts_again_and_again(
+    tmp_path: Path, serve: Any
+) -> None:
+    alertmanager = Recorder()
+    webhook = Recorder(lambda _: response(400, b"no such hook\n"))  # a permanent refusal
+    flag = tmp_path / "farm-ok"
+    flag.touch()
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    async with serve(alertmanager) as am, serve(webhook) as hook:
+        path = tmp_path / "estate.yaml"
+        path.write_text(
+            textwrap.dedent(
+                f"""\
+                version: 1
+                state: {{path: {tmp_path / "state.db"}}}
+                alerts:
+                  settle: 0s
+                  alertmanager: {{url: "http://127.0.0.1:{am.port}"}}
+                  webhook: {{url: "http://127.0.0.1:{hook.port}/hook"}}
+                  heartbeat: {{interval: 100ms}}
+                nodes:
+                  farm:
+                    kind: farm
+                    probes:
+                      - exec: [/bin/sh, -c, "{probe}"]
+                        interval: 100ms
+                        failure_threshold: 1
+                  workflow: {{critical: true, runs_on: [farm]}}
+                """
+            )
+        )
+        clock = MovableClock()
+        async with started(path, clock=clock) as daemon:
+            # The dead man's switch: the always-firing Watchdog alert, again and again.
+            await until(lambda: len(posted(alertmanager, "Watchdog")) >= 2)
+
+            flag.unlink()
+            [first] = await until(lambda: posted(alertmanager, "WatchdogOutage"))
+            assert first["labels"]["root_cause"] == "farm"
+            # Past the resend interval: posted again, endsAt pushed on.
+            clock.ahead_s += 80
+            again = await until(lambda: posted(alertmanager, "WatchdogOutage")[1:])
+            assert again[0]["labels"] == first["labels"]
+            assert again[0]["endsAt"] > first["endsAt"]
+
+            # The webhook refused for good: given up, and shown as such.
+            await until(lambda: daemon.outbox.counts().get(("webhook", "failed")))
+            port = daemon.port
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+                outbox = (await c.get("/api/v1/alerts")).json()["outbox"]
+                metrics = (await c.get("/metrics")).text
+            assert {"sink": "webhook", "state": "failed", "count": 1} in outbox
+            assert 'watchdog_outbox_notifications{sink="webhook",state="failed"} 1.0' in metrics
