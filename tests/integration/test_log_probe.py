@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+from clocks import Clock
 
 from topology import State
 from watchdog.anomalies import LogRules
@@ -20,14 +21,6 @@ pytestmark = pytest.mark.anyio
 
 T0 = 1_800_000_000.0
 RULES = LogRules(interval_s=10.0, learning_s=60.0, min_count=5, silence_s=0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -69,7 +62,7 @@ async def steady(log: LogProbe, path: Path, clock: Clock, rng: random.Random, po
 
 
 async def test_a_spike_in_a_steady_stream_is_flagged_and_clears(tmp_path: Path) -> None:
-    path, clock, rng = tmp_path / "app.log", Clock(), random.Random(7)
+    path, clock, rng = tmp_path / "app.log", Clock(T0), random.Random(7)
     path.touch()
     log = probe(path, clock)
     await steady(log, path, clock, rng, polls=30)
@@ -93,7 +86,7 @@ async def test_a_spike_in_a_steady_stream_is_flagged_and_clears(tmp_path: Path) 
 
 
 async def test_a_new_error_template_is_flagged_once_not_per_line(tmp_path: Path) -> None:
-    path, clock, rng = tmp_path / "app.log", Clock(), random.Random(8)
+    path, clock, rng = tmp_path / "app.log", Clock(T0), random.Random(8)
     path.touch()
     log = probe(path, clock)
     await steady(log, path, clock, rng, polls=8)
@@ -112,7 +105,7 @@ async def test_a_new_error_template_is_flagged_once_not_per_line(tmp_path: Path)
 
 
 async def test_silence_is_flagged_then_cleared_when_lines_return(tmp_path: Path) -> None:
-    path, clock = tmp_path / "app.log", Clock()
+    path, clock = tmp_path / "app.log", Clock(T0)
     path.touch()
     log = probe(path, clock, silence_s=30.0, silence_is_down=True)
     write(path, "INFO started")
@@ -127,7 +120,7 @@ async def test_silence_is_flagged_then_cleared_when_lines_return(tmp_path: Path)
 
 
 async def test_a_missing_file_is_a_finding_until_it_appears(tmp_path: Path) -> None:
-    path, clock = tmp_path / "app.log", Clock()
+    path, clock = tmp_path / "app.log", Clock(T0)
     log = probe(path, clock)
     missing = await log.check()
     assert (missing.state, missing.reason) == (State.DEGRADED, f"no log file matches {path}")
@@ -140,7 +133,7 @@ async def test_a_missing_file_is_a_finding_until_it_appears(tmp_path: Path) -> N
 async def test_a_restart_resumes_from_the_saved_offset_and_templates(
     tmp_path: Path, store: Store
 ) -> None:
-    path, clock = tmp_path / "app.log", Clock()
+    path, clock = tmp_path / "app.log", Clock(T0)
     write(path, "INFO one", "ERROR cannot reach db-1", "INFO two")
     log = probe(path, clock, store)
     assert (await log.check()).reason == "ok: 3 new lines"
@@ -164,7 +157,7 @@ async def test_a_restart_resumes_from_the_saved_offset_and_templates(
 
 
 async def test_a_quiet_poll_writes_nothing_to_the_store(tmp_path: Path, store: Store) -> None:
-    path, clock = tmp_path / "app.log", Clock()
+    path, clock = tmp_path / "app.log", Clock(T0)
     write(path, "INFO one")
     log = probe(path, clock, store)
     await log.check()
@@ -184,7 +177,7 @@ async def test_a_quiet_poll_writes_nothing_to_the_store(tmp_path: Path, store: S
 async def test_a_store_that_cannot_save_does_not_stop_the_probe(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path, clock = tmp_path / "app.log", Clock()
+    path, clock = tmp_path / "app.log", Clock(T0)
     store = Store.open(tmp_path / "other.db", clock=lambda: T0)
     log = probe(path, clock, store)
     store.close()  # the daemon stopping while a poll runs, or a full disk

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from clocks import Clock
 from http_wire import Recorder, Request, response
 from waiting import free_port
 
@@ -165,17 +166,6 @@ def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> N
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
         yield client
-
-
-class Clock:
-    """A clock the test sets: Alertmanager compares `endsAt` with its own
-    clock, so it starts at the real time, read once."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_it_posts_the_alert_with_its_labels_and_annotations(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import Clock
 from slack_server import Fault, SlackServer
 from waiting import until
 
@@ -39,14 +40,6 @@ ALERT = Alert(
     started_at=T0,
     critical=(Impacted("orders-workflow", State.DOWN, 600.0, T0),),
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -79,7 +72,7 @@ def delivery(store: Store, sink: SlackSink, clock: Clock) -> Delivery:
 async def test_a_daemon_killed_mid_delivery_does_not_post_twice_after_restart(
     slack: SlackServer, tmp_path: Path, channel: str
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     store = Store.open(tmp_path / "state.db", clock=clock)
     Outbox(store).put([note("firing", T0)], ["slack"], T0)
     slack.fail_next(Fault.lost_answer())
@@ -106,7 +99,7 @@ async def test_a_daemon_killed_mid_delivery_does_not_post_twice_after_restart(
 async def test_a_reply_whose_answer_timed_out_is_found_in_the_thread(
     slack: SlackServer, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     store = Store.open(tmp_path / "state.db", clock=clock)
     outbox = Outbox(store)
     deliver = delivery(store, sink_for(slack), clock)
@@ -132,7 +125,7 @@ async def test_a_reply_whose_answer_timed_out_is_found_in_the_thread(
 async def test_a_failed_attempt_that_posted_nothing_is_posted_on_retry(
     slack: SlackServer, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     store = Store.open(tmp_path / "state.db", clock=clock)
     Outbox(store).put([note("firing", T0)], ["slack"], T0)
     deliver = delivery(store, sink_for(slack), clock)
@@ -153,7 +146,7 @@ async def test_a_failed_attempt_that_posted_nothing_is_posted_on_retry(
 async def test_without_the_scope_to_look_it_posts_again_rather_than_never(
     slack: SlackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     store = Store.open(tmp_path / "state.db", clock=clock)
     Outbox(store).put([note("firing", T0)], ["slack"], T0)
     deliver = delivery(store, sink_for(slack, "C0INCIDENTS"), clock)

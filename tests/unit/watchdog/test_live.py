@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clocks import Clock
 
 from alerts.transitions import Transition
 from topology import Action, State, Verdict
@@ -33,14 +34,6 @@ nodes:
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def config(tmp_path: Path, text: str = ESTATE) -> DaemonConfig:
     path = tmp_path / "estate.yaml"
     path.write_text(text)
@@ -49,7 +42,7 @@ def config(tmp_path: Path, text: str = ESTATE) -> DaemonConfig:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from clocks import Clock
 
 from alerts.codec import dumps, loads
 from alerts.delivery import Backoff, Delivery
@@ -22,14 +23,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recording:
@@ -83,7 +76,7 @@ def test_a_notification_survives_the_round_trip_through_json() -> None:
 
 
 async def test_it_delivers_each_notification_once_per_sink(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     outbox = Outbox(store)
     slack, am = Recording("slack"), Recording("alertmanager")
     delivery = Delivery(outbox, {"slack": slack, "alertmanager": am}, clock)
@@ -100,7 +93,7 @@ async def test_it_delivers_each_notification_once_per_sink(store: Store) -> None
 async def test_the_next_notification_gets_the_previous_receipt(store: Store) -> None:
     outbox = Outbox(store)
     slack = Recording("slack")
-    delivery = Delivery(outbox, {"slack": slack}, Clock())
+    delivery = Delivery(outbox, {"slack": slack}, Clock(1000.0))
     outbox.put([note("firing", 1), note("resolved", 2)], ["slack"], 1000.0)
     await delivery.run_once()
     await delivery.run_once()
@@ -111,7 +104,7 @@ async def test_the_next_notification_gets_the_previous_receipt(store: Store) -> 
 
 
 async def test_transient_failures_retry_with_backoff_and_keep_the_order(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     outbox = Outbox(store)
     slack = Recording("slack", [SinkError("slack: 500", permanent=False)] * 2)
     delivery = Delivery(outbox, {"slack": slack}, clock, backoff=Backoff(base_s=10, max_s=60))
@@ -132,7 +125,7 @@ async def test_transient_failures_retry_with_backoff_and_keep_the_order(store: S
 
 
 async def test_retry_after_wins_when_longer(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     outbox = Outbox(store)
     slack = Recording(
         "slack", [SinkError("slack: ratelimited", permanent=False, retry_after_s=120)]
@@ -147,7 +140,7 @@ async def test_retry_after_wins_when_longer(store: Store) -> None:
 
 
 async def test_a_dead_sink_never_blocks_the_others(store: Store) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     outbox = Outbox(store)
     dead = Recording("webhook", [SinkError("webhook: http 404", permanent=True)])
     hanging = Recording("slow", ["hang"])
@@ -170,7 +163,7 @@ async def test_a_dead_sink_never_blocks_the_others(store: Store) -> None:
 
 
 async def test_a_restart_delivers_what_was_queued_and_nothing_twice(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     with Store.open(tmp_path / "state.db", clock=clock) as store:
         outbox = Outbox(store)
         outbox.put([note("firing", 1)], ["slack"], clock.now)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clocks import Clock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,16 +30,6 @@ UP, UNKNOWN, DEGRADED, DOWN = State.UP, State.UNKNOWN, State.DEGRADED, State.DOW
 TARGETS = {"orders-workflow": 600.0, "orders-search": 14_400.0, "farm-oms-1": 14_400.0}
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 50_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def effective(node: str, old: State, new: State, at: float, *cause: str) -> Transition:
     return Transition(node, "effective", old, new, at, cause)
 
@@ -49,7 +40,7 @@ def observed(node: str, old: State, new: State, at: float) -> Transition:
 
 @pytest.fixture
 def store() -> Iterator[Store]:
-    with Store.open(":memory:", clock=Clock()) as store:
+    with Store.open(":memory:", clock=Clock(50_000.0)) as store:
         yield store
 
 
@@ -59,7 +50,7 @@ def record(store: Store, *transitions: Transition) -> None:
 
 def refusal(path: Path) -> str:
     with pytest.raises(StoreError) as caught:
-        Store.open(path, clock=Clock())
+        Store.open(path, clock=Clock(50_000.0))
     return str(caught.value)
 
 
@@ -71,7 +62,7 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
     path = tmp_path / "state.db"
     if exists:
         path.touch()
-    Store.open(path, clock=Clock()).close()
+    Store.open(path, clock=Clock(50_000.0)).close()
 
     raw = sqlite3.connect(path)
     try:
@@ -98,11 +89,11 @@ def test_it_keeps_history_when_the_file_is_reopened(tmp_path: Path) -> None:
         effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"),
         effective("orders-workflow", DOWN, UP, 400.0),
     ]
-    with Store.open(path, clock=Clock()) as first:
+    with Store.open(path, clock=Clock(50_000.0)) as first:
         first.record(history, recovery_targets=TARGETS)
         incidents = first.incidents(since=0.0)
 
-    with Store.open(path, clock=Clock()) as second:
+    with Store.open(path, clock=Clock(50_000.0)) as second:
         assert second.transitions(since=0.0) == history
         assert second.incidents(since=0.0) == incidents
         assert len(incidents) == 1
@@ -112,12 +103,12 @@ def test_it_applies_a_new_migration_step_to_an_existing_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "state.db"
-    with Store.open(path, clock=Clock()) as old:
+    with Store.open(path, clock=Clock(50_000.0)) as old:
         record(old, effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"))
     step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY, node TEXT NOT NULL)",)
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
 
-    with Store.open(path, clock=Clock()) as new:
+    with Store.open(path, clock=Clock(50_000.0)) as new:
         assert [i.node for i in new.open_incidents()] == ["orders-workflow"]
 
     raw = sqlite3.connect(path)
@@ -132,7 +123,7 @@ def test_it_leaves_the_file_at_its_version_when_a_migration_step_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "state.db"
-    Store.open(path, clock=Clock()).close()
+    Store.open(path, clock=Clock(50_000.0)).close()
     # The first statement succeeds, the second fails: neither may remain.
     step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY)", "CREATE TABLE scratch (x)")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
@@ -152,7 +143,7 @@ def test_it_leaves_the_file_at_its_version_when_a_migration_step_fails(
 
 def test_it_refuses_a_file_with_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    Store.open(path, clock=Clock()).close()
+    Store.open(path, clock=Clock(50_000.0)).close()
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 6}")
     raw.close()
@@ -173,7 +164,7 @@ def test_it_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 def test_it_refuses_a_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    Store.open(path, clock=Clock()).close()
+    Store.open(path, clock=Clock(50_000.0)).close()
     data = bytearray(path.read_bytes())
     # Past the 100-byte header, page 1 holds the schema: wipe it.
     data[100:4096] = b"\xff" * (4096 - 100)
@@ -206,7 +197,7 @@ def test_it_says_when_the_file_cannot_be_created(tmp_path: Path) -> None:
 
 def test_it_refuses_calls_after_close(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    store = Store.open(path, clock=Clock())
+    store = Store.open(path, clock=Clock(50_000.0))
     store.close()
     store.close()
 
@@ -330,7 +321,7 @@ def test_it_keeps_the_recovery_target_an_incident_opened_with(store: Store) -> N
 
 def test_it_resumes_open_incidents_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    with Store.open(path, clock=Clock()) as before:
+    with Store.open(path, clock=Clock(50_000.0)) as before:
         record(
             before,
             effective("orders-search", UP, DOWN, 50.0, "farm-oms-1"),
@@ -338,7 +329,7 @@ def test_it_resumes_open_incidents_after_a_restart(tmp_path: Path) -> None:
             effective("orders-workflow", UP, DEGRADED, 100.0, "antifraud"),
         )
 
-    with Store.open(path, clock=Clock()) as after:
+    with Store.open(path, clock=Clock(50_000.0)) as after:
         [resumed] = after.open_incidents()
         assert (resumed.node, resumed.started_at, resumed.worst) == (
             "orders-workflow",
@@ -422,7 +413,7 @@ def test_it_opens_one_incident_per_failure_however_the_batches_are_cut(
         elif t.new == UP and is_open:
             expected[-1] = (expected[-1][0], t.at, expected[-1][2])
 
-    with Store.open(":memory:", clock=Clock()) as store:
+    with Store.open(":memory:", clock=Clock(50_000.0)) as store:
         bounds = [0, *sorted(c for c in cuts if c < len(transitions)), len(transitions)]
         for start, end in itertools.pairwise(bounds):
             store.record(transitions[start:end], recovery_targets=TARGETS)
@@ -594,7 +585,7 @@ def test_it_keeps_every_committed_transition_through_kill_9(tmp_path: Path) -> N
     # Nothing was checkpointed: what follows is read back from the WAL.
     assert (tmp_path / "state.db-wal").stat().st_size > 0
 
-    with Store.open(path, clock=Clock()) as store:
+    with Store.open(path, clock=Clock(50_000.0)) as store:
         assert store.transitions(since=0.0) == [
             effective("orders-search", UP, DOWN, 100.0, "search-index"),
             Transition("search-index", "observed", DOWN, UP, 200.0),
