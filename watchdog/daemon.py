@@ -479,7 +479,8 @@ class Daemon:
         for sink in self.sinks:
             if not isinstance(sink, AlertmanagerSink):
                 continue
-            if now - self._refreshed.get(sink.name, 0.0) < sink.resend_interval_s:
+            # The first round only starts the count: what fires was just sent.
+            if now - self._refreshed.setdefault(sink.name, now) < sink.resend_interval_s:
                 continue
             self._refreshed[sink.name] = now
             firing = []

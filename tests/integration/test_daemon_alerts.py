@@ -64,9 +64,7 @@ def estate(flag: Path, slack_url: str, state: Path, routes: str = "", labels: st
 
 
 @pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def slack(no_proxy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("WATCHDOG_TEST_SLACK_TOKEN", TOKEN)
     with SlackServer(
         token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS", "#pay": "C0PAY"}
@@ -316,7 +314,7 @@ async def test_alertmanager_hears_the_heartbeat_and_firing_alerts_again_and_agai
             await until(lambda: len(posted(alertmanager, "Watchdog")) >= 2)
 
             flag.unlink()
-            [first] = await until(lambda: posted(alertmanager, "WatchdogOutage"))
+            first, *_ = await until(lambda: posted(alertmanager, "WatchdogOutage"))
             assert first["labels"]["root_cause"] == "farm"
             # Past the resend interval: posted again, endsAt pushed on.
             clock.ahead_s += 80
