@@ -27,6 +27,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy from the environment: slack-sdk takes one from these
+    (ignoring NO_PROXY), and the tests talk to loopback only; a daemon the
+    test starts as a process inherits it."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class Server:
     """A running test server: where it listens and how many connections it

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from waiting import free_port, until_blocking
-
-WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
-DEADLINE_S = 30.0
+from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
 
 
 def estate(port: int, tmp: Path, extra: str = "") -> str:
@@ -78,7 +74,7 @@ def daemon(
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait(timeout=DEADLINE_S)
+            proc.wait(timeout=PROCESS_DEADLINE_S)
         log.close()
 
 
@@ -156,7 +152,7 @@ def test_sigterm_stops_cleanly_and_incidents_reads_what_it_kept(
     until_blocking(lambda: status(url)["workflow"]["effective"] == "up")
 
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=DEADLINE_S) == 0
+    assert proc.wait(timeout=PROCESS_DEADLINE_S) == 0
     assert logged(tmp_path)[-1]["message"] == "stopped"
 
     answer = run_cli("incidents", str(path), "--format", "json")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,17 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from slack_server import Fault, SlackServer
-from waiting import free_port, until_blocking
+from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
 
-WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
 TOKEN = "xoxb-kill-T0KEN-9999"
-DEADLINE_S = 30.0
 
 
 @pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackServer]:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def slack(no_proxy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackServer]:
     monkeypatch.setenv("WATCHDOG_TEST_SLACK_TOKEN", TOKEN)
     with SlackServer(token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS"}) as server:
         yield server
@@ -93,11 +88,11 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
         flag.unlink()
         until_blocking(lambda: slack.messages)
         os.kill(first.pid, signal.SIGKILL)
-        assert first.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+        assert first.wait(timeout=PROCESS_DEADLINE_S) == -signal.SIGKILL
     finally:
         if first.poll() is None:
             first.kill()
-            first.wait(timeout=DEADLINE_S)
+            first.wait(timeout=PROCESS_DEADLINE_S)
     slack.release.set()
 
     second = start(path, log)  # the outage goes on
@@ -117,8 +112,8 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
     finally:
         second.send_signal(signal.SIGTERM)
         try:
-            second.wait(timeout=DEADLINE_S)
+            second.wait(timeout=PROCESS_DEADLINE_S)
         finally:
             if second.poll() is None:
                 second.kill()
-                second.wait(timeout=DEADLINE_S)
+                second.wait(timeout=PROCESS_DEADLINE_S)

@@ -43,9 +43,7 @@ ALERT = Alert(
 
 
 @pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackServer]:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+def slack(no_proxy: None) -> Iterator[SlackServer]:
     with SlackServer(token=TOKEN, channels=CHANNELS) as server:
         yield server
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 DEADLINE_S = 20.0
 # A daemon in a process of its own starts an interpreter first.
 PROCESS_DEADLINE_S = 30.0
+# The installed command, beside the interpreter running the tests.
+WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
 
 
 async def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
