@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from daemons import started
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import until
 
@@ -23,8 +24,6 @@ from watchdog.daemon import WATCH_INTERVAL_S, Daemon
 from watchdog.store import Store
 
 pytestmark = pytest.mark.anyio
-
-DEADLINE_S = 20.0
 
 
 class Target:
@@ -111,15 +110,10 @@ async def running(
     monkeypatch.setenv("WATCHDOG_API_TOKEN", TOKEN)
     path = tmp_path / "estate.yaml"
     path.write_text(estate(farm.port, tmp_path / "history.db"))
-    daemon = Daemon(path, listen=("127.0.0.1", 0))
-    task = asyncio.create_task(daemon.run())
-    port = await until(lambda: daemon.port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-        try:
+    async with started(path, ready=False) as daemon:
+        url = f"http://127.0.0.1:{daemon.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
             yield daemon, client
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(task, DEADLINE_S)
 
 
 async def test_it_becomes_ready_and_shows_every_node(
@@ -274,11 +268,8 @@ async def test_a_restart_resumes_open_incidents(tmp_path: Path, farm: Target) ->
     await farm.down()
 
     for _ in range(2):
-        daemon = Daemon(path, listen=("127.0.0.1", 0))
-        task = asyncio.create_task(daemon.run())
-        await until(lambda d=daemon: d.ready() and d.live.states["workflow"].name == "DOWN")
-        daemon.stop()
-        await asyncio.wait_for(task, DEADLINE_S)
+        async with started(path) as daemon:
+            await until(lambda d=daemon: d.live.states["workflow"].name == "DOWN")
 
     with Store.open(tmp_path / "history.db", clock=lambda: 0.0) as store:
         open_incidents = {(i.node, i.root_cause) for i in store.open_incidents()}

@@ -6,7 +6,6 @@ recovery updates it. Every wait is bounded; nothing asserts a duration."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import textwrap
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from daemons import started
 from http_wire import Recorder, response
 from slack_server import SlackServer
 from waiting import until
@@ -28,7 +28,6 @@ from watchdog.daemon import Daemon
 pytestmark = pytest.mark.anyio
 
 TOKEN = "xoxb-daemon-test-T0KEN-5151"
-DEADLINE_S = 20.0
 
 
 def estate(flag: Path, slack_url: str, state: Path, routes: str = "", labels: str = "") -> str:
@@ -70,18 +69,6 @@ def slack(no_proxy: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         token=TOKEN, channels={"#incidents": "C0INC", "#ops": "C0OPS", "#pay": "C0PAY"}
     ) as server:
         yield server
-
-
-@contextlib.asynccontextmanager
-async def started(path: Path, **options: Any) -> AsyncIterator[Daemon]:
-    running = Daemon(path, listen=("127.0.0.1", 0), **options)
-    task = asyncio.create_task(running.run())
-    try:
-        await until(running.ready)
-        yield running
-    finally:
-        running.stop()
-        await asyncio.wait_for(task, DEADLINE_S)
 
 
 @pytest.fixture
@@ -166,13 +153,10 @@ async def test_the_heartbeat_pings_while_the_daemon_lives(tmp_path: Path) -> Non
         f"  heartbeat: {{url: 'http://127.0.0.1:{port}/ping/secret', interval: 100ms}}\n"
         "nodes:\n  a: {}\n"
     )
-    daemon = Daemon(path, listen=("127.0.0.1", 0))
-    task = asyncio.create_task(daemon.run())
     try:
-        await until(lambda: len(pings) >= 3)
+        async with started(path):
+            await until(lambda: len(pings) >= 3)
     finally:
-        daemon.stop()
-        await asyncio.wait_for(task, DEADLINE_S)
         server.close()
         await server.wait_closed()
     assert set(pings) == {"/ping/secret"}
