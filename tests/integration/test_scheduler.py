@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from waiting import until
 
 from watchdog.scheduler import Changes, ProbeScheduler, phase_s
 
@@ -81,16 +82,6 @@ class Runs:
             self.now[key] -= 1
 
 
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds; fail after WAIT_S."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + WAIT_S
-    while not condition():
-        if loop.time() > give_up:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def running(
     probes: list[Probe], run: Runs, clock: Callable[[], float] = time.time, **options: Any
@@ -134,7 +125,9 @@ async def test_it_runs_every_probe_repeatedly() -> None:
     run = Runs()
     probes = [Probe(f"node{i}#0") for i in range(5)]
     async with running(probes, run) as scheduler:
-        await wait_until(lambda: all(run.started[p.key] >= 3 for p in probes), "three runs each")
+        await until(
+            lambda: all(run.started[p.key] >= 3 for p in probes), WAIT_S, awaited="three runs each"
+        )
         assert scheduler.healthy
 
 
@@ -193,8 +186,10 @@ async def test_it_cuts_off_a_probe_that_hangs_and_the_others_keep_running(
     run = Runs(hang={"stuck#0"})
     probes = [Probe("stuck#0", spec=Spec(timeout_s=SHORT_S)), Probe("fine#0")]
     async with running(probes, run):
-        await wait_until(lambda: run.cancelled["stuck#0"] >= 2, "two cut-offs")
-        await wait_until(lambda: run.finished["fine#0"] >= 5, "five runs of the other probe")
+        await until(lambda: run.cancelled["stuck#0"] >= 2, WAIT_S, awaited="two cut-offs")
+        await until(
+            lambda: run.finished["fine#0"] >= 5, WAIT_S, awaited="five runs of the other probe"
+        )
     assert run.finished["stuck#0"] == 0
     cut = messages(caplog, "probe run cut off key=stuck#0 deadline_s=0.1")
     assert len(cut) >= 2
@@ -208,8 +203,12 @@ async def test_it_logs_a_probe_that_raises_and_keeps_scheduling_it(
     run = Runs(boom={"buggy#0"})
     probes = [Probe("buggy#0"), Probe("fine#0")]
     async with running(probes, run):
-        await wait_until(lambda: run.started["buggy#0"] >= 3, "three runs of the raising probe")
-        await wait_until(lambda: run.finished["fine#0"] >= 3, "three runs of the other probe")
+        await until(
+            lambda: run.started["buggy#0"] >= 3, WAIT_S, awaited="three runs of the raising probe"
+        )
+        await until(
+            lambda: run.finished["fine#0"] >= 3, WAIT_S, awaited="three runs of the other probe"
+        )
     raised = messages(caplog, "probe run raised key=buggy#0 error=RuntimeError")
     assert len(raised) >= 3
     assert all(r.exc_info is not None for r in raised)
@@ -221,8 +220,10 @@ async def test_it_never_runs_a_probe_while_its_previous_run_is_in_flight() -> No
     run = Runs(slow={"slow#0", "slow#1"}, slow_s=3 * SHORT_S)
     probes = [Probe("slow#0"), Probe("slow#1")]
     async with running(probes, run) as scheduler:
-        await wait_until(
-            lambda: all(run.finished[p.key] >= 3 for p in probes), "three slow runs each"
+        await until(
+            lambda: all(run.finished[p.key] >= 3 for p in probes),
+            WAIT_S,
+            awaited="three slow runs each",
         )
         assert scheduler.in_flight <= 2
     assert run.most == Counter({"slow#0": 1, "slow#1": 1})
@@ -236,8 +237,10 @@ async def test_replace_adds_removes_reschedules_and_leaves_the_rest_alone() -> N
     gone = Probe("gone#0")
     slowed = Probe("slowed#0")
     async with running([keep, tweak, gone, slowed], run) as scheduler:
-        await wait_until(
-            lambda: all(run.started[p.key] >= 2 for p in (tweak, gone, slowed)), "first runs"
+        await until(
+            lambda: all(run.started[p.key] >= 2 for p in (tweak, gone, slowed)),
+            WAIT_S,
+            awaited="first runs",
         )
         # replace() does not await: no run can start between the reads and it.
         keep_next = scheduler.next_run(keep.key)
@@ -259,8 +262,10 @@ async def test_replace_adds_removes_reschedules_and_leaves_the_rest_alone() -> N
         off_grid = (slowed_next.timestamp() - phase_s(slowed.key, 10.0)) % 10.0
         assert off_grid <= 0.5 + 1e-5 or off_grid >= 10.0 - 1e-5
 
-        await wait_until(lambda: run.started[added.key] >= 2, "runs of the added probe")
-        await wait_until(lambda: run.seen[tweak.key] == tweaked, "a run of the updated probe")
+        await until(lambda: run.started[added.key] >= 2, WAIT_S, awaited="runs of the added probe")
+        await until(
+            lambda: run.seen[tweak.key] == tweaked, WAIT_S, awaited="a run of the updated probe"
+        )
         assert run.started[gone.key] == gone_runs
         # A run submitted just before the reload may still start.
         assert run.started[slowed.key] <= slowed_runs + 1
@@ -273,7 +278,7 @@ async def test_shutdown_lets_runs_finish_within_the_grace_period() -> None:
     scheduler = ProbeScheduler([Probe("slow#0")], run, time.time, heartbeat_s=SHORT_S)
     scheduler.start()
     try:
-        await wait_until(lambda: scheduler.in_flight == 1, "a run in flight")
+        await until(lambda: scheduler.in_flight == 1, WAIT_S, awaited="a run in flight")
     finally:
         await scheduler.shutdown(grace_s=WAIT_S)
     assert scheduler.in_flight == 0
@@ -288,8 +293,8 @@ async def test_shutdown_cancels_runs_past_the_grace_period_and_nothing_runs_afte
     scheduler = ProbeScheduler(probes, run, time.time, heartbeat_s=SHORT_S)
     scheduler.start()
     try:
-        await wait_until(lambda: run.started["stuck#0"] == 1, "the hanging run")
-        await wait_until(lambda: run.finished["fine#0"] >= 2, "runs of the other probe")
+        await until(lambda: run.started["stuck#0"] == 1, WAIT_S, awaited="the hanging run")
+        await until(lambda: run.finished["fine#0"] >= 2, WAIT_S, awaited="runs of the other probe")
         assert healthy(scheduler)
     finally:
         await scheduler.shutdown(grace_s=SHORT_S)
@@ -312,7 +317,7 @@ async def test_it_reports_each_runs_lag_as_non_negative_seconds() -> None:
         lags.append((key, seconds))
 
     async with running(probes, run, on_lag=on_lag):
-        await wait_until(lambda: len(lags) >= 15, "fifteen lag reports")
+        await until(lambda: len(lags) >= 15, WAIT_S, awaited="fifteen lag reports")
     assert {key for key, _ in lags} == {p.key for p in probes}
     assert all(isinstance(s, float) and s >= 0 for _, s in lags)
     assert len(lags) <= sum(run.started.values())
@@ -329,7 +334,7 @@ async def test_a_lag_callback_that_raises_does_not_stop_the_probe(
         raise ValueError("metrics bug")
 
     async with running([Probe("fine#0")], run, on_lag=on_lag):
-        await wait_until(lambda: run.finished["fine#0"] >= 3, "three runs")
+        await until(lambda: run.finished["fine#0"] >= 3, WAIT_S, awaited="three runs")
     assert messages(caplog, "lag callback raised key=fine#0")
 
 
@@ -348,7 +353,7 @@ async def test_healthy_needs_a_recent_heartbeat() -> None:
         assert healthy(scheduler)
         skew[0] = 60.0  # as if the loop had not ticked for a minute
         assert not healthy(scheduler)
-        await wait_until(lambda: healthy(scheduler), "the next heartbeat")
+        await until(lambda: healthy(scheduler), WAIT_S, awaited="the next heartbeat")
     finally:
         await scheduler.shutdown()
     assert not healthy(scheduler)
@@ -381,8 +386,10 @@ async def test_it_takes_the_daemons_probe_config_log_probes_included() -> None:
         assert scheduler.next_run("web#1") is not None
         # Cut off at the spec's timeout plus the margin (a log probe, which
         # has no timeout, at its interval), then run again.
-        await wait_until(lambda: cancelled["web#0"] >= 2, "two cut-offs")
-        await wait_until(lambda: cancelled["web#1"] >= 2, "two cut-offs of the log probe")
+        await until(lambda: cancelled["web#0"] >= 2, WAIT_S, awaited="two cut-offs")
+        await until(
+            lambda: cancelled["web#1"] >= 2, WAIT_S, awaited="two cut-offs of the log probe"
+        )
     finally:
         await scheduler.shutdown()
     assert set(started) == {"web#0", "web#1"}

@@ -20,9 +20,12 @@ PROCESS_DEADLINE_S = 30.0
 WATCHDOG = str(Path(sys.executable).with_name("watchdog"))
 
 
-async def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
+async def until(
+    what: Callable[[], Any], deadline: float = DEADLINE_S, *, awaited: str = "condition"
+) -> Any:
     """Call `what` (sync or async) every 50 ms until it returns something
-    truthy, and return that; AssertionError after `deadline` seconds."""
+    truthy, and return that; AssertionError naming what was `awaited` after
+    `deadline` seconds."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     while True:
@@ -32,7 +35,7 @@ async def until(what: Callable[[], Any], deadline: float = DEADLINE_S) -> Any:
         if got:
             return got
         if loop.time() > end:
-            raise AssertionError(f"condition not met within {deadline}s")
+            raise AssertionError(f"{awaited} not met within {deadline}s")
         await asyncio.sleep(0.05)
 
 
