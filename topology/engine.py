@@ -446,15 +446,7 @@ def _suspects(
     unknown = {name for name, value in observed.items() if value == State.UNKNOWN}
     if not unknown:
         return ()
-    index = topology.index
-    reach = {a.node for a in actions}
-    todo = list(reach)
-    while todo:
-        for gid in index.dependents.get(todo.pop(), ()):
-            node = index.owner[gid]
-            if node not in reach:
-                reach.add(node)
-                todo.append(node)
+    reach = topology.upstream_of(a.node for a in actions)
     todo = [name for name in reach if topology.node(name).critical]
     above = set(todo)
     while todo:

@@ -197,13 +197,7 @@ def unwatched_critical(topology: Topology, failures: dict[str, Failure]) -> Iter
         return
     # Watched: probed, or needing (through any chain) something probed. One
     # walk from the probed nodes up through their dependents finds them all.
-    watched = {name for name, node in topology.nodes.items() if node.probed}
-    todo = list(watched)
-    while todo:
-        for dependent in topology.dependents(todo.pop()):
-            if dependent not in watched:
-                watched.add(dependent)
-                todo.append(dependent)
+    watched = topology.upstream_of(name for name, node in topology.nodes.items() if node.probed)
     for name, node in topology.nodes.items():
         if node.critical and name not in watched:
             yield Finding(

@@ -209,6 +209,20 @@ class Topology:
         owner = self.index.owner
         return frozenset(owner[gid] for gid in self.index.dependents.get(name, ()))
 
+    def upstream_of(self, names: Iterable[str]) -> set[str]:
+        """`names` and every node that requires one of them, through any
+        chain of requirements: what their failure can reach."""
+        index = self.index
+        found = set(names)
+        todo = list(found)
+        while todo:
+            for gid in index.dependents.get(todo.pop(), ()):
+                owner = index.owner[gid]
+                if owner not in found:
+                    found.add(owner)
+                    todo.append(owner)
+        return found
+
     def dependent_groups(self, name: str) -> tuple[tuple[str, Group], ...]:
         """Each (owner, group) pair whose group has `name` as a member."""
         index = self.index
