@@ -126,7 +126,11 @@ class Daemon:
         # Resumed after a restart: maneuvers still running are still watched.
         self.watched = self.maneuvers.watched()
         self.scheduler: ProbeScheduler[ProbeConfig] = ProbeScheduler(
-            self._scheduled(self.config.probes), self._check, clock, on_lag=self._lag
+            self._scheduled(self.config.probes),
+            self._check,
+            clock,
+            on_lag=self._lag,
+            on_cutoff=self._cut_off,
         )
         self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
         self.alerting = Alerting(
@@ -550,23 +554,26 @@ class Daemon:
         if check is None or probe.key not in self.live.probes:
             return  # removed by a reload while it was due
         started = time.monotonic()
-        timeout_s: float | None = getattr(probe.spec, "timeout_s", None)
-        try:
-            # Probes keep their own timeouts; this fence, inside the
-            # scheduler's, turns one that does not into a result rather than
-            # a run cut off with nothing recorded (which would keep the
-            # daemon from ever being ready).
-            async with asyncio.timeout(timeout_s + 0.5 if timeout_s else None):
-                result = await check.check()
-        except TimeoutError:
-            wait = format_duration(timeout_s or 0)
-            result = ProbeResult(State.DOWN, f"no answer within {wait}", None)
+        result = await check.check()
+        self._result(probe, result, time.monotonic() - started)
+
+    def _cut_off(self, probe: ProbeConfig, deadline_s: float) -> None:
+        """A run the scheduler cut off at its deadline (a probe that does not
+        keep its own timeout): a result all the same, or the daemon would
+        never be ready and a hung target never down."""
+        if probe.key in self.live.probes:
+            reason = f"no answer within {format_duration(deadline_s)}"
+            self._result(probe, ProbeResult(State.DOWN, reason, None), deadline_s)
+
+    def _result(self, probe: ProbeConfig, result: ProbeResult, duration_s: float) -> None:
+        """One probe result into the latency baseline, the metrics and the
+        live state, and what it changes into the store."""
         result = self.latency.track(probe.key, result, self.clock())
         if result.anomalies:
             self._anomalies[probe.key] = result.anomalies
         else:
             self._anomalies.pop(probe.key, None)
-        self.metrics.result(probe.node, probe.key, result.state, time.monotonic() - started)
+        self.metrics.result(probe.node, probe.key, result.state, duration_s)
         was_ready = self.live.ready
         transitions = self.live.record(probe.key, result.state, result.reason, result.latency_s)
         if transitions:

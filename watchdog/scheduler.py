@@ -123,7 +123,9 @@ class ProbeScheduler(Generic[P]):
 
     `clock` gives seconds since the epoch (as `time.time`): scheduling lag is
     measured against APScheduler's wall-clock run times. `on_lag(key, s)`
-    hears, for every run, how late it started (never negative).
+    hears, for every run, how late it started (never negative);
+    `on_cutoff(probe, s)` hears of every run cut off at its deadline of `s`
+    seconds, so that the caller can record what a run that never ended means.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class ProbeScheduler(Generic[P]):
         clock: Clock,
         *,
         on_lag: Callable[[str, float], None] | None = None,
+        on_cutoff: Callable[[P, float], None] | None = None,
         jitter_ratio: float = 0.1,
         max_jitter_s: float = 0.5,
         deadline_margin_s: float = 1.0,
@@ -144,6 +147,7 @@ class ProbeScheduler(Generic[P]):
         self._run = run
         self._clock = clock
         self._on_lag = on_lag
+        self._on_cutoff = on_cutoff
         self._jitter_ratio = jitter_ratio
         self._max_jitter_s = max_jitter_s
         self._deadline_margin_s = deadline_margin_s
@@ -360,6 +364,11 @@ class ProbeScheduler(Generic[P]):
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 _logger.warning("probe run cut off key=%s deadline_s=%g", key, limit)
+                if self._on_cutoff is not None:
+                    try:
+                        self._on_cutoff(probe, limit)
+                    except Exception:
+                        _logger.exception("cut-off callback raised key=%s", key)
             else:
                 _logger.error(
                     "probe run raised key=%s error=%s", key, type(exc).__name__, exc_info=exc

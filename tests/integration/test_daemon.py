@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from waiting import until
 
 from alerts.codec import loads
-from topology import Action
+from topology import Action, State
 from watchdog.daemon import WATCH_INTERVAL_S, Daemon
+from watchdog.probes import ProbeResult
 from watchdog.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -432,3 +433,31 @@ def test_a_running_maneuver_makes_the_probes_of_its_critical_nodes_run_more_ofte
         assert daemon.scheduler.probes["workflow#0"].schedule.interval_s == 60.0
     finally:
         daemon.store.close()
+
+
+class Hanging:
+    """A probe that ignores its own timeout: it never answers."""
+
+    async def check(self) -> ProbeResult:
+        await asyncio.Event().wait()
+        raise AssertionError("never set")
+
+
+async def test_a_probe_that_ignores_its_timeout_is_cut_off_and_counts_as_down(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        f"version: 1\nstate: {{path: {tmp_path / 's.db'}}}\nnodes:\n"
+        "  db:\n    probes: [{tcp: '127.0.0.1:9', timeout: 200ms, interval: 300ms}]\n"
+    )
+    async with started(path, ready=False) as daemon:
+        daemon._checks["db#0"] = Hanging()  # in place of the TCP probe
+
+        def cut_off() -> bool:
+            last = daemon.live.status(["db"])[0].probes[0]
+            return last.last_reason == "no answer within 1.2s"  # timeout + the 1s margin
+
+        await until(cut_off)
+        assert daemon.ready()
+        assert daemon.live.states["db"] is State.DOWN
