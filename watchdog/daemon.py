@@ -133,6 +133,8 @@ class Daemon:
             on_cutoff=self._cut_off,
         )
         self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
+        # What /-/ready says, also after a reload that added probes.
+        self.metrics.ready.set_function(lambda: int(self.live.ready))
         self.alerting = Alerting(
             Policy(
                 settle_s=self.config.alerts.settle_s,
@@ -580,7 +582,6 @@ class Daemon:
             self._commit(transitions)
             self._publish(transitions)
         if self.live.ready and not was_ready:
-            self.metrics.ready.set(1)
             log.info("ready: every probe has reported")
 
     def _commit(self, transitions: list[Transition]) -> None:
