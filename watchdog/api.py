@@ -20,6 +20,7 @@ from alerts.model import Notification
 from alerts.rules import Alerting
 from topology import ACTION_KINDS, Action, parse_duration
 from topology.document import suggest
+from watchdog.config import TOKEN_ENV
 from watchdog.live import LiveState
 from watchdog.maneuvers import ManeuverError, Maneuvers
 from watchdog.silences import SilenceError, Silences
@@ -27,7 +28,6 @@ from watchdog.silences import SilenceError, Silences
 __all__ = ["TOKEN_ENV", "Backend", "Reload", "create_app"]
 
 # The environment variable holding the bearer token of mutating endpoints.
-TOKEN_ENV = "WATCHDOG_API_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)

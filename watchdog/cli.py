@@ -439,7 +439,7 @@ def _daemon_call(
     server.listen), with the bearer token from WATCHDOG_API_TOKEN: its JSON
     answer (a 409's too: it carries the refusal), or an exit code after
     saying what went wrong."""
-    from watchdog.config import load_config
+    from watchdog.config import TOKEN_ENV, load_config
 
     try:
         config = load_config(args.file)
@@ -451,7 +451,7 @@ def _daemon_call(
         data=json.dumps(body).encode() if body is not None else None,
         headers={
             "Content-Type": "application/json",
-            "Authorization": f"Bearer {os.environ.get('WATCHDOG_API_TOKEN', '')}",
+            "Authorization": f"Bearer {os.environ.get(TOKEN_ENV, '')}",
         },
         method=method,
     )

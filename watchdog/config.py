@@ -23,6 +23,7 @@ from watchdog.routes_config import read_routes
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "TOKEN_ENV",
     "AlertsConfig",
     "DaemonConfig",
     "LogSpec",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = ("127.0.0.1", 9120)
+# The environment variable holding the bearer token of the mutating API
+# endpoints (the daemon reads it; the CLI sends it).
+TOKEN_ENV = "WATCHDOG_API_TOKEN"
 DEFAULT_SETTLE_S = 10.0
 DEFAULT_REPEAT_INTERVAL_S = 4 * 3600.0
 DEFAULT_SLACK_API = "https://slack.com/api/"
