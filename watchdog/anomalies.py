@@ -325,14 +325,13 @@ class LogAnalyzer:
         end = (self._bucket + 1) * r.interval_s
         x = self._count
         spike = self._is_spike(x, end)
-        top = max(self._top.items(), key=lambda kv: kv[1])[0] if self._top else None
         self._last = {
             "bucket": self._bucket,
             "count": x,
             "spike": spike,
             "mean": self._mean,
             "dev": self._dev,
-            "template": None if top is None else self._miner.template(top),
+            "template": self._top_template(),
             "sample": self._sample,
         }
         if spike:
@@ -351,6 +350,12 @@ class LogAnalyzer:
             self._mean += a * (value - self._mean)
         self._closed_buckets += 1
         self._count, self._top, self._sample = 0, {}, None
+
+    def _top_template(self) -> str | None:
+        """The text of the bucket's most frequent error template, if any."""
+        if not self._top:
+            return None
+        return self._miner.template(max(self._top.items(), key=lambda kv: kv[1])[0])
 
     def _silence_limit(self, now: float) -> tuple[float, str] | None:
         """The silence threshold in force at `now` and how to say it, if any."""
@@ -445,9 +450,8 @@ class LogAnalyzer:
         width = _duration(r.interval_s)
         if bucket in (self._bucket, self._bucket + 1) and self._is_spike(self._count, now):
             # The bucket being counted (complete if `now` is past it).
-            top = max(self._top.items(), key=lambda kv: kv[1])[0] if self._top else None
             count, mean, dev = self._count, self._mean, self._dev
-            template = None if top is None else self._miner.template(top)
+            template = self._top_template()
             sample = self._sample
             since = self._spike_since
             if since is None:
