@@ -13,18 +13,14 @@ from typing import Any
 from alerts.model import Alert, Impacted, Notification, Severity
 from topology import Action, Impact, State, Verdict
 from watchdog.live import LiveState
+from watchdog.refusal import Refused
 from watchdog.store import Store
 
 __all__ = ["Maneuver", "ManeuverError", "Maneuvers"]
 
 
-class ManeuverError(Exception):
-    """A request that cannot be taken: the message is for people, `status`
-    the HTTP status the API answers with (400 unless it says otherwise)."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class ManeuverError(Refused):
+    """A maneuver request that cannot be taken."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,18 +14,14 @@ from typing import Any
 from alerts.model import Alert, Notification, Severity
 from topology import Action, Topology, Verdict, format_duration, what_if
 from watchdog.live import LiveState
+from watchdog.refusal import Refused
 from watchdog.store import Store
 
 __all__ = ["Silence", "SilenceError", "Silences"]
 
 
-class SilenceError(Exception):
-    """A request that cannot be taken: the message is for people, `status`
-    the HTTP status the API answers with (400 unless it says otherwise)."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class SilenceError(Refused):
+    """A silence request that cannot be taken."""
 
 
 @dataclass(frozen=True, slots=True)
