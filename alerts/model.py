@@ -23,7 +23,9 @@ __all__ = [
     "SinkError",
 ]
 
-AlertKind = Literal["outage", "drift", "anomaly", "maneuver", "heartbeat"]
+# `impaired`: the watchdog itself cannot judge part of the estate (its own
+# lag, descriptors, cut-off runs): never the estate's trouble.
+AlertKind = Literal["outage", "drift", "anomaly", "maneuver", "heartbeat", "impaired"]
 Severity = Literal["critical", "warning", "info"]
 # What a notification says about its alert: it started firing, it still
 # fires (a reminder), it outlived a recovery target, or it is over.

@@ -1,26 +1,45 @@
 """Alert rules and lifecycle: from the failed nodes of the estate to few,
-precise notifications.
+precise notifications, also in a storm.
 
-One root cause, one alert: every node that fails for the same cause(s) is
-folded into the alert of that cause, and every critical node it takes down is
-named in it (folding is not hiding). An alert waits `settle_s` before its
-first message, so a farm going down gives one message rather than one per
-node; it is repeated every `repeat_interval_s` while it fires, again at once
-when it takes down another critical node, escalated when an outage outlives a
-critical node's recovery target (and again at twice that), and resolved with
-a message. Pure: the caller passes the time.
+One alert per root cause, never one per *set* of root causes: a node that two
+causes take down is named under each. Every critical node a cause takes down
+is named in its alert (folding is not hiding); other nodes are counted.
+Failures that the topology does not explain (a node down while everything it
+needs is available) and that start within one settle window of each other
+are folded into one alert that counts them, names the critical ones and says
+what they have in common: the shared cause the topology may be missing.
+Drift (nodes probed up that the topology says are down) gives one alert per
+cause the topology blames, listing its nodes.
+
+An alert waits `settle_s` before its first message, so a farm going down gives
+one message rather than one per node; it is repeated every
+`repeat_interval_s` while it fires, again at once when it takes down another
+critical node, escalated when an outage outlives a critical node's recovery
+target (and again at twice that), and resolved with a message once every
+node it named has recovered: a farm that comes back before the services on
+it keeps its alert, with what is still down, instead of paging again for
+each service that is slower to recover. Pure: the caller passes the time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from alerts.model import Alert, AlertKind, Event, Impacted, Notification, Severity
 from topology import State, format_duration
 
-__all__ = ["Alerting", "Failed", "Policy"]
+__all__ = ["Alerting", "Failed", "Policy", "Suspects", "TrackedAlert"]
+
+# Prefixes of the keys of folded unexplained failures and of drift.
+UNEXPLAINED = "outage:unexplained:"
+# How many node names a summary spells out before counting the rest.
+_NAMED = 10
+
+# What failures that happened together have in common, by the topology:
+# (node, how many of them need it), most shared first.
+Suspects = Callable[[Sequence[str]], Sequence[tuple[str, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +57,42 @@ class Failed:
     # regression), one line each: a node failed for them alone is an
     # anomaly alert.
     anomalies: tuple[str, ...] = ()
+    # It is its own root cause although it needs other nodes, all of them
+    # available: the topology does not explain the failure.
+    unexplained: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     """When to speak. Defaults: settle 10 s, repeat every 4 h, escalate at
-    one and two times the recovery target."""
+    one and two times the recovery target, fold unexplained failures from 3
+    within a settle window."""
 
     settle_s: float = 10.0
     repeat_interval_s: float = 4 * 3600.0
     escalate_at: tuple[float, ...] = (1.0, 2.0)
+    fold_at: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedAlert:
+    """What must outlive the process about an alert that has spoken: a
+    restarted daemon that restores it resolves it (once) if it recovered
+    meanwhile, and otherwise goes on with it without a second first message."""
+
+    alert: Alert
+    fired_at: float
+    last_sent: float
+    sent: int
+    critical_named: frozenset[str]
+    escalations: Mapping[str, int]
+    members: frozenset[str]
 
 
 @dataclass(slots=True)
 class _Tracked:
     alert: Alert
+    members: frozenset[str] = frozenset()
     fired_at: float | None = None
     last_sent: float | None = None
     critical_named: frozenset[str] = frozenset()
@@ -63,12 +103,24 @@ class _Tracked:
 class Alerting:
     """The alerts in force and what to send about them. Call `update` with
     every failed node whenever the estate changes and on a regular tick (for
-    settling, reminders and escalation); it returns the notifications due."""
+    settling, reminders and escalation); it returns the notifications due.
 
-    def __init__(self, policy: Policy | None = None) -> None:
+    `suspects` (optional) says what a set of nodes needs in common, for the
+    alert that folds unexplained failures; without it that alert names no
+    suspect.
+    """
+
+    def __init__(self, policy: Policy | None = None, *, suspects: Suspects | None = None) -> None:
         self.policy = policy or Policy()
+        self._suspects = suspects
         self._tracked: dict[str, _Tracked] = {}
         self._watched: frozenset[str] = frozenset()
+        # Unexplained root causes folded together, by root: the key of their
+        # alert. Kept while the root stays an unexplained failure, so a
+        # folded alert keeps its identity as members come and go.
+        self._burst_of: dict[str, str] = {}
+        self._saved: dict[str, TrackedAlert | None] = {}
+        self._failed_now: dict[str, State] = {}
 
     @property
     def alerts(self) -> list[Alert]:
@@ -85,36 +137,81 @@ class Alerting:
             if t.fired_at is not None
         ]
 
+    # --- durability -------------------------------------------------------
+
+    def restore(self, tracked: Iterable[TrackedAlert]) -> None:
+        """Take back the alerts that had spoken before a restart."""
+        for saved in tracked:
+            self._tracked[saved.alert.key] = _Tracked(
+                saved.alert,
+                saved.members,
+                saved.fired_at,
+                saved.last_sent,
+                saved.critical_named,
+                dict(saved.escalations),
+                saved.sent,
+            )
+            if saved.alert.key.startswith(UNEXPLAINED):
+                for root in saved.alert.root_cause:
+                    self._burst_of[root] = saved.alert.key
+
+    def take_changes(self) -> dict[str, TrackedAlert | None]:
+        """What changed in the alerts that have spoken since the last call,
+        by key: their state to keep, or None for an alert that resolved (or
+        never spoke and is gone). Saved with the notifications of the same
+        round, a restart neither repeats nor loses a message."""
+        changes, self._saved = self._saved, {}
+        return changes
+
+    def _keep(self, tracked: _Tracked) -> None:
+        if tracked.fired_at is None or tracked.last_sent is None:
+            return
+        self._saved[tracked.alert.key] = TrackedAlert(
+            tracked.alert,
+            tracked.fired_at,
+            tracked.last_sent,
+            tracked.sent,
+            tracked.critical_named,
+            MappingProxyType(dict(tracked.escalations)),
+            tracked.members,
+        )
+
+    # --- the rules ----------------------------------------------------------
+
     def update(
         self,
         now: float,
         failed: Iterable[Failed],
         drift: Iterable[Failed] = (),
         watched: frozenset[str] = frozenset(),
+        extra: Iterable[Alert] = (),
     ) -> list[Notification]:
-        """The notifications due at `now`, given every failed node and the
-        nodes in drift (probed up, said down by the topology). An alert that
-        takes down a `watched` critical node (one a running maneuver
-        impacts) does not wait for the settle window."""
+        """The notifications due at `now`, given every failed node, the
+        nodes in drift (probed up, said down by the topology) and `extra`
+        alerts made elsewhere (about the watchdog itself) that follow the
+        same lifecycle. An alert that takes down a `watched` critical node
+        (one a running maneuver impacts) does not wait for the settle
+        window."""
         self._watched = watched
-        current = _group(now, failed)
-        for node in drift:
-            key = f"drift:{node.node}"
-            current[key] = Alert(
-                key=key,
-                kind="drift",
-                severity="warning",
-                root_cause=node.causes,
-                summary=(
-                    f"{node.node} is probed up but the topology says it is down "
-                    f"because of {', '.join(node.causes)}: the topology may be wrong"
-                ),
-                started_at=now,
-                labels=node.labels,
-            )
+        failed = list(failed)
+        current, members = self._recovering(now, failed)
+        claimed = set().union(*members.values()) if members else set()
+        rest = [f for f in failed if f.node not in claimed]
+        groups = self._fold(rest)
+        self._failed_now = {f.node: f.state for f in failed}
+        for gid, nodes in self._by_cause(rest, groups).items():
+            alert = self._alert(gid, nodes, groups.get(gid), now)
+            if alert is not None:
+                current[alert.key] = alert
+                members[alert.key] = frozenset(nodes) | frozenset(alert.root_cause)
+        for key, alert in _drift(drift, self._burst_of).items():
+            current[key] = alert
+        for alert in extra:
+            current[alert.key] = alert
         out: list[Notification] = []
         for key in sorted(set(self._tracked) - set(current)):
             gone = self._tracked.pop(key)
+            self._saved[key] = None
             if gone.fired_at is not None:
                 resolved = replace(gone.alert, summary=f"resolved: {gone.alert.summary}")
                 out.append(self._notify(gone, resolved, "resolved", now))
@@ -125,8 +222,176 @@ class Alerting:
             else:
                 # The problem started when it was first seen, whatever joined since.
                 tracked.alert = replace(alert, started_at=tracked.alert.started_at)
+            tracked.members = members.get(key, frozenset(alert.root_cause))
             out.extend(self._due(tracked, now))
         return out
+
+    def _recovering(
+        self, now: float, failed: list[Failed]
+    ) -> tuple[dict[str, Alert], dict[str, frozenset[str]]]:
+        """The alerts whose root causes are up again while nodes they took
+        down are not: each keeps the failed nodes that fail only for
+        reasons inside it (by key, with its members), so that what is slower
+        to recover than its farm is not a new page."""
+        roots_now = {c for f in failed for c in (f.causes or (f.node,))}
+        current: dict[str, Alert] = {}
+        members: dict[str, frozenset[str]] = {}
+        for key, tracked in sorted(self._tracked.items()):
+            alert = tracked.alert
+            if alert.kind not in ("outage", "anomaly") or roots_now & set(alert.root_cause):
+                continue
+            left = [f for f in failed if set(f.causes or (f.node,)) <= tracked.members]
+            if not left:
+                continue
+            current[key] = _recovering(alert, left, now)
+            members[key] = tracked.members | {f.node for f in left}
+        return current, members
+
+    def _fold(self, failed: list[Failed]) -> dict[str, tuple[str, ...]]:
+        """Fold the unexplained failures that started within one settle
+        window of each other, from `fold_at` of them: the folded alerts' keys
+        and their roots. A root whose own alert has spoken stays with it."""
+        policy = self.policy
+        roots = {
+            f.node: f
+            for f in failed
+            if f.unexplained and f.state == State.DOWN and f.causes in ((), (f.node,))
+        }
+        self._burst_of = {r: k for r, k in self._burst_of.items() if r in roots}
+        bursts: dict[str, list[str]] = {}
+        for root, key in self._burst_of.items():
+            bursts.setdefault(key, []).append(root)
+        loose = []
+        for since, name in sorted((f.since, n) for n, f in roots.items()):
+            if name in self._burst_of or self._spoke_alone(name):
+                continue
+            near = [
+                key
+                for key, names in sorted(bursts.items())
+                if any(abs(since - roots[n].since) <= policy.settle_s for n in names)
+            ]
+            if near:
+                self._burst_of[name] = near[0]
+                bursts[near[0]].append(name)
+            else:
+                loose.append(name)
+        # What is left, in runs whose failures are within a settle window of
+        # the previous one; a run long enough is a new folded alert.
+        runs: list[list[str]] = []
+        for name in loose:
+            if runs and roots[name].since - roots[runs[-1][-1]].since <= policy.settle_s:
+                runs[-1].append(name)
+            else:
+                runs.append([name])
+        for run in runs:
+            if len(run) >= policy.fold_at:
+                key = UNEXPLAINED + run[0]
+                bursts[key] = run
+                self._burst_of.update(dict.fromkeys(run, key))
+        return {key: tuple(sorted(names)) for key, names in bursts.items()}
+
+    def _spoke_alone(self, root: str) -> bool:
+        return any(
+            (t := self._tracked.get(f"{kind}:{root}")) is not None and t.fired_at is not None
+            for kind in ("outage", "anomaly")
+        )
+
+    def _by_cause(
+        self, failed: list[Failed], groups: Mapping[str, tuple[str, ...]]
+    ) -> dict[str, dict[str, Failed]]:
+        """The failed nodes under each root cause (or folded alert) that
+        explains them: a node with two root causes is under both."""
+        out: dict[str, dict[str, Failed]] = {key: {} for key in groups}
+        for node in failed:
+            for cause in node.causes or (node.node,):
+                gid = self._burst_of.get(cause)
+                out.setdefault(gid or cause, {})[node.node] = node
+        return out
+
+    def _alert(
+        self,
+        gid: str,
+        by_name: dict[str, Failed],
+        folded: tuple[str, ...] | None,
+        now: float,
+    ) -> Alert | None:
+        """The alert of one root cause (or of folded failures), or None when
+        it takes down nothing worth a message (degraded non-critical nodes
+        only ride along)."""
+        nodes = sorted(by_name.values(), key=lambda n: n.node)
+        causes = folded if folded is not None else (gid,)
+        critical = sorted((n for n in nodes if n.critical), key=lambda n: (-n.state, n.node))
+        down = [n for n in nodes if n.state == State.DOWN]
+        signs = [n for n in nodes if n.anomalies and n.node in causes]
+        if not critical and not down and not signs:
+            return None
+        severity: Severity = (
+            "critical" if any(n.state == State.DOWN for n in critical) else "warning"
+        )
+        # A folded alert counts its non-critical failures among the rest; a
+        # root cause's own alert names the cause apart.
+        collateral = tuple(
+            n.node for n in nodes if not n.critical and (folded is not None or n.node not in causes)
+        )
+        impacted = tuple(Impacted(n.node, n.state, n.recovery_target_s, n.since) for n in critical)
+        labels: dict[str, str] = {}
+        for n in nodes:
+            for k, v in n.labels.items():
+                labels.setdefault(k, v)
+        if folded is not None:
+            key = gid
+            kind: AlertKind = "outage"
+            summary = self._folded_summary(folded, nodes, now)
+        else:
+            # Down is an outage whatever else is seen; the signs still say why.
+            kind = "anomaly" if signs and not down else "outage"
+            key = f"{kind}:{gid}"
+            summary = _summary(causes, nodes, collateral, now)
+            if signs:
+                named = len(signs) > 1
+                summary += ": " + "; ".join(
+                    f"{n.node}: {'; '.join(n.anomalies)}" if named else "; ".join(n.anomalies)
+                    for n in signs
+                )
+        return Alert(
+            key=key,
+            kind=kind,
+            severity=severity,
+            root_cause=causes,
+            summary=summary,
+            started_at=min(n.since for n in nodes),
+            critical=impacted,
+            collateral=collateral,
+            labels=MappingProxyType(labels),
+        )
+
+    def _folded_summary(self, roots: tuple[str, ...], nodes: list[Failed], now: float) -> str:
+        """`41 failures within 10s that the topology does not explain take
+        critical a down (9m left); 60 other nodes; they may share a cause the
+        topology is missing: 38 of the 41 need farm-0003 (down)`."""
+        failed = self._failed_now
+        text = (
+            f"{len(roots)} failures within {format_duration(self.policy.settle_s)} "
+            "that the topology does not explain"
+        )
+        critical = sorted((n for n in nodes if n.critical), key=lambda n: n.node)
+        if critical:
+            text += " take critical " + ", ".join(
+                f"{n.node} {n.state} ({_clock(n, now)})" for n in critical
+            )
+        else:
+            text += " take no critical node down"
+        others = len(nodes) - len(critical)
+        if others:
+            text += f"; {others} other node{'s' if others != 1 else ''}"
+        shared = self._suspects(roots) if self._suspects is not None else ()
+        if shared:
+            text += "; they may share a cause the topology is missing: " + ", ".join(
+                f"{'all' if count == len(roots) else count} of the {len(roots)} need {name}"
+                + (f" ({failed[name]})" if name in failed else "")
+                for name, count in shared
+            )
+        return text
 
     def _due(self, tracked: _Tracked, now: float) -> list[Notification]:
         alert, policy = tracked.alert, self.policy
@@ -186,67 +451,97 @@ class Alerting:
     def _notify(self, tracked: _Tracked, alert: Alert, event: Event, now: float) -> Notification:
         tracked.sent += 1
         tracked.last_sent = now
+        if event != "resolved":
+            self._keep(tracked)
         ident = f"{tracked.alert.occurrence}#{tracked.sent}:{event}"
         return Notification(id=ident, alert=alert, event=event, at=now)
 
 
-def _group(now: float, failed: Iterable[Failed]) -> dict[str, Alert]:
-    """One alert per set of root causes that takes down a critical node or
-    any node at all; degraded non-critical nodes only ride along, unless
-    their own early signs (anomalies) degrade them: that is an anomaly
-    alert of its own, whatever the node."""
-    by_cause: dict[tuple[str, ...], list[Failed]] = {}
-    for node in failed:
-        by_cause.setdefault(node.causes or (node.node,), []).append(node)
+def _recovering(alert: Alert, left: list[Failed], now: float) -> Alert:
+    """`alert`, its root causes up again, with what is still down."""
+    nodes = sorted(left, key=lambda n: n.node)
+    critical = sorted((n for n in nodes if n.critical), key=lambda n: (-n.state, n.node))
+    causes = ", ".join(alert.root_cause[:_NAMED]) + (
+        f" and {len(alert.root_cause) - _NAMED} more" if len(alert.root_cause) > _NAMED else ""
+    )
+    summary = f"recovering: {causes} up again; still failing: " + (
+        ", ".join(f"critical {n.node} {n.state} ({_clock(n, now)})" for n in critical)
+        or "no critical node"
+    )
+    others = len(nodes) - len(critical)
+    if others:
+        summary += f"; {others} other node{'s' if others != 1 else ''}"
+    severity: Severity = "critical" if any(n.state == State.DOWN for n in critical) else "warning"
+    return replace(
+        alert,
+        severity=severity,
+        summary=summary,
+        critical=tuple(Impacted(n.node, n.state, n.recovery_target_s, n.since) for n in critical),
+        collateral=tuple(n.node for n in nodes if not n.critical),
+    )
+
+
+def _drift(drift: Iterable[Failed], burst_of: Mapping[str, str]) -> dict[str, Alert]:
+    """One drift alert per cause the topology blames (a folded alert's
+    failures count as one cause), listing its nodes, critical ones first."""
+    by_cause: dict[str, dict[str, Failed]] = {}
+    for node in drift:
+        for cause in node.causes:
+            gid = burst_of.get(cause)
+            name = gid.removeprefix("outage:") if gid is not None else cause
+            by_cause.setdefault(name, {})[node.node] = node
     alerts = {}
-    for causes, nodes in by_cause.items():
-        critical = sorted((n for n in nodes if n.critical), key=lambda n: (-n.state, n.node))
-        down = [n for n in nodes if n.state == State.DOWN]
-        signs = [n for n in nodes if n.anomalies and n.node in causes]
-        if not critical and not down and not signs:
-            continue
-        severity: Severity = (
-            "critical" if any(n.state == State.DOWN for n in critical) else "warning"
+    for cause, by_name in by_cause.items():
+        nodes = sorted(by_name.values(), key=lambda n: (not n.critical, n.node))
+        blamed = (
+            f"{sum(1 for k in burst_of.values() if k == 'outage:' + cause)} unexplained failures"
+            if cause.startswith("unexplained:")
+            else cause
         )
-        collateral = tuple(sorted(n.node for n in nodes if not n.critical and n.node not in causes))
-        impacted = tuple(Impacted(n.node, n.state, n.recovery_target_s, n.since) for n in critical)
+        if len(nodes) == 1:
+            summary = (
+                f"{nodes[0].node} is probed up, but the topology says {blamed} takes it down: "
+                "the topology may be wrong"
+            )
+        else:
+            summary = (
+                f"{len(nodes)} nodes are probed up, but the topology says {blamed} takes them "
+                f"down: {_names(nodes)}: the topology may be wrong"
+            )
         labels: dict[str, str] = {}
-        for n in sorted(nodes, key=lambda n: n.node):
+        for n in nodes:
             for k, v in n.labels.items():
                 labels.setdefault(k, v)
-        # Down is an outage whatever else is seen; the signs still say why.
-        kind: AlertKind = "anomaly" if signs and not down else "outage"
-        summary = _summary(causes, nodes, collateral, now)
-        if signs:
-            named = len(signs) > 1
-            summary += ": " + "; ".join(
-                f"{n.node}: {'; '.join(n.anomalies)}" if named else "; ".join(n.anomalies)
-                for n in signs
-            )
-        key = f"{kind}:{','.join(causes)}"
+        key = f"drift:{cause}"
         alerts[key] = Alert(
             key=key,
-            kind=kind,
-            severity=severity,
-            root_cause=causes,
+            kind="drift",
+            severity="warning",
+            root_cause=tuple(sorted({c for n in nodes for c in n.causes})),
             summary=summary,
             started_at=min(n.since for n in nodes),
-            critical=impacted,
-            collateral=collateral,
+            collateral=tuple(n.node for n in nodes),
             labels=MappingProxyType(labels),
         )
     return alerts
+
+
+def _names(nodes: list[Failed]) -> str:
+    """Up to ten names, critical ones marked, and how many more."""
+    named = ", ".join(f"{n.node} (critical)" if n.critical else n.node for n in nodes[:_NAMED])
+    more = len(nodes) - _NAMED
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def _clock(n: Failed, now: float) -> str:
+    left = round(n.since + n.recovery_target_s - now)
+    return f"{format_duration(left)} left" if left > 0 else "recovery target breached"
 
 
 def _summary(
     causes: tuple[str, ...], nodes: list[Failed], collateral: tuple[str, ...], now: float
 ) -> str:
     """`farm-oms-1 down takes critical orders-workflow down (9m left); 3 other nodes`."""
-
-    def clock(n: Failed) -> str:
-        left = n.since + n.recovery_target_s - now
-        return f"{format_duration(left)} left" if left > 0 else "recovery target breached"
-
     by_name = {n.node: n for n in nodes}
     head = []
     for cause in causes:
@@ -254,11 +549,13 @@ def _summary(
         if n is None:
             head.append(f"{cause} failed")
         else:
-            head.append(f"{cause} {n.state}" + (f" ({clock(n)})" if n.critical else ""))
+            head.append(f"{cause} {n.state}" + (f" ({_clock(n, now)})" if n.critical else ""))
     text = ", ".join(head)
     others = sorted((n for n in nodes if n.critical and n.node not in causes), key=lambda n: n.node)
     if others:
-        text += " takes critical " + ", ".join(f"{n.node} {n.state} ({clock(n)})" for n in others)
+        text += " takes critical " + ", ".join(
+            f"{n.node} {n.state} ({_clock(n, now)})" for n in others
+        )
     if collateral:
         text += f"; {len(collateral)} other node{'s' if len(collateral) != 1 else ''}"
     return text

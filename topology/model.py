@@ -223,6 +223,35 @@ class Topology:
                     todo.append(owner)
         return found
 
+    def downstream_of(self, name: str) -> set[str]:
+        """Every node `name` requires, through any chain of requirements
+        (hard or soft, any member of any group), without `name` itself."""
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for group in self._nodes[todo.pop()].groups:
+                for member in group.members:
+                    if member not in found and member != name:
+                        found.add(member)
+                        todo.append(member)
+        return found
+
+    def shared_needs(self, names: Iterable[str], limit: int = 2) -> list[tuple[str, int]]:
+        """The nodes that most of `names` require (through any chain), as
+        (node, how many of `names` need it), most shared first; on a tie the
+        more specific node first (a host before the farm it runs on, as it
+        needs more). What failures that happened together may have in
+        common when the topology does not say they depend on each other."""
+        counts: dict[str, int] = {}
+        given = set(names)
+        for name in given:
+            for need in self.downstream_of(name):
+                if need not in given:
+                    counts[need] = counts.get(need, 0) + 1
+        depth = {need: len(self.downstream_of(need)) for need in counts}
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], -depth[item[0]], item[0]))
+        return ranked[:limit]
+
     def dependent_groups(self, name: str) -> tuple[tuple[str, Group], ...]:
         """Each (owner, group) pair whose group has `name` as a member."""
         index = self.index

@@ -284,6 +284,8 @@ class LiveState:
             self._topology.recovery_target_s(name),
             self._since[name],
             node.labels,
+            # It needs other nodes, yet none of them explains its failure.
+            unexplained=bool(node.groups) and causes == (name,),
         )
 
     @property

@@ -62,6 +62,7 @@ ALERTNAMES: Mapping[AlertKind, str] = {
     "anomaly": "WatchdogAnomaly",
     "maneuver": "WatchdogManeuver",
     "heartbeat": "Watchdog",
+    "impaired": "WatchdogImpaired",
 }
 
 _API_PATH = "/api/v2/alerts"

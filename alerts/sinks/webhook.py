@@ -12,7 +12,7 @@ a removal or a change of meaning bumps `version`)::
       "at": "2024-05-01T10:00:00.000Z",          # when the event happened
       "alert": {
         "key": "outage:farm-oms-1",                # stable for the alert's life
-        "kind": "outage" | "drift" | "anomaly" | "maneuver" | "heartbeat",
+        "kind": "outage" | "drift" | "anomaly" | "maneuver" | "heartbeat" | "impaired",
         "severity": "critical" | "warning" | "info",
         "root_cause": ["farm-oms-1"],
         "summary": "farm-oms-1 down",

@@ -67,7 +67,7 @@ def test_it_resolves_with_a_message() -> None:
     assert resolved.id != firing.id
 
 
-def test_separate_causes_give_separate_alerts() -> None:
+def test_one_alert_per_root_cause_and_a_node_two_causes_take_down_is_named_under_each() -> None:
     alerting = Alerting(Policy(settle_s=0))
     failed = [
         Failed("kv-a", DOWN, ("kv-a",), False, 14400, 100),
@@ -77,11 +77,14 @@ def test_separate_causes_give_separate_alerts() -> None:
             "search", DEGRADED, ("search",), False, 14400, 100
         ),  # degraded, not critical: silent
     ]
-    assert events(alerting.update(100, failed)) == [
-        ("outage:kv-a", "firing", "warning"),
-        ("outage:kv-a,kv-b", "firing", "critical"),
-        ("outage:kv-b", "firing", "warning"),
+    notes = alerting.update(100, failed)
+    assert events(notes) == [
+        ("outage:kv-a", "firing", "critical"),
+        ("outage:kv-b", "firing", "critical"),
     ]
+    for note in notes:
+        assert [i.node for i in note.alert.critical] == ["store"]
+    assert notes[0].alert.summary == "kv-a down takes critical store down (10m left)"
 
 
 def test_it_repeats_on_schedule_and_at_once_for_a_new_critical_node() -> None:
@@ -118,13 +121,12 @@ def test_drift_is_an_alert_of_its_own() -> None:
     drift = [Failed("workflow", DOWN, ("farm",), True, 600, 100)]
     [note] = alerting.update(100, [], drift)
     assert (note.alert.key, note.alert.kind, note.alert.severity) == (
-        "drift:workflow",
+        "drift:farm",
         "drift",
         "warning",
     )
     assert note.alert.summary == (
-        "workflow is probed up but the topology says it is down because of farm: "
-        "the topology may be wrong"
+        "workflow is probed up, but the topology says farm takes it down: the topology may be wrong"
     )
 
 
