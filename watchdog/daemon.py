@@ -31,6 +31,7 @@ from alerts.sinks.webhook import WebhookSink
 from alerts.templates import Templates
 from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
+from watchdog.alert_state import AlertState
 from watchdog.api import TOKEN_ENV, Reload, create_app
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
 from watchdog.latency_watch import LatencyWatch
@@ -139,8 +140,13 @@ class Daemon:
             Policy(
                 settle_s=self.config.alerts.settle_s,
                 repeat_interval_s=self.config.alerts.repeat_interval_s,
-            )
+            ),
+            suspects=lambda names: self.live.topology.shared_needs(names),
         )
+        # What had spoken before a restart: resolved once if it recovered
+        # meanwhile, never announced twice if it still fires.
+        self.alert_state = AlertState(self.store)
+        self.alerting.restore(self.alert_state.load())
         self.outbox = Outbox(self.store)
         self.metrics.read_at_scrape(self.outbox.counts, self.latency.baselines)
         self.silences = Silences(self.store)
@@ -461,6 +467,7 @@ class Daemon:
     async def alert_once(self) -> int:
         """One round of the alert loop; returns the notifications delivered."""
         self.alert_rounds += 1
+        self.metrics.alert_rounds.inc()
         if not self.live.settled:
             return 0
         now = self.clock()
@@ -474,7 +481,11 @@ class Daemon:
         notes = self.alerting.update(now, failed, self.live.drifting(), watched=self.watched)
         if notes:
             notes = self._unmuted(notes, now)
+        # Queued first, then the alert state: a crash between the two makes
+        # the same notifications again, with the same ids, which the outbox
+        # takes once.
         self._queue(notes, now)
+        self.alert_state.save(self.alerting.take_changes(), now)
         delivered = await self.delivery.run_once()
         await self._refresh(now)
         return delivered

@@ -88,6 +88,11 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=registry,
         )
+        self.alert_rounds = Counter(
+            "watchdog_alert_rounds_total",
+            "Rounds of the alert loop: the rules over the live state, then delivery.",
+            registry=registry,
+        )
         self.ready = Gauge(
             "watchdog_ready",
             "1 once the topology is loaded and every probe has reported once.",

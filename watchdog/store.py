@@ -152,6 +152,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # The alerts that have spoken (watchdog/alert_state.py), so that a
+        # restarted daemon resolves what recovered while it was down, once.
+        """
+        CREATE TABLE alerts (
+            key TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)

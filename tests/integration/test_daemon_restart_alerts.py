@@ -1,0 +1,162 @@
+"""A real `watchdog run` process that alerted, stopped, and started again
+after the farm came back while it was down: the restarted daemon resolves
+the alert it had sent, exactly once (a third start sends nothing more)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
+
+
+class Receiver:
+    """A webhook receiver on loopback that keeps every body it gets."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(b["alert"]["key"], b["event"]) for b in list(self.bodies)]
+
+
+@pytest.fixture
+def receiver(no_proxy: None) -> Iterator[Receiver]:
+    recv = Receiver()
+    recv.thread.start()
+    try:
+        yield recv
+    finally:
+        recv.server.shutdown()
+        recv.server.server_close()
+
+
+def run(path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([WATCHDOG, "run", str(path)], stdout=out, stderr=out)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=PROCESS_DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=PROCESS_DEADLINE_S)
+
+
+def status(url: str, path: str) -> Any:
+    try:
+        answer = httpx.get(f"{url}{path}", timeout=2)
+    except httpx.TransportError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def alert_rounds(url: str) -> float:
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("watchdog_alert_rounds_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def delivered(url: str) -> int:
+    outbox = (status(url, "/api/v1/alerts") or {}).get("outbox", [])
+    return sum(o["count"] for o in outbox if (o["sink"], o["state"]) == ("webhook", "delivered"))
+
+
+def test_a_restart_resolves_what_recovered_meanwhile_exactly_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    flag = tmp_path / "farm-ok"
+    flag.touch()
+    port = free_port()
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            server: {{listen: "127.0.0.1:{port}"}}
+            state: {{path: state.db}}
+            alerts:
+              settle: 0s
+              webhook: {{url: "{receiver.url}"}}
+            nodes:
+              farm:
+                kind: farm
+                probes:
+                  - exec: [/bin/sh, -c, "{probe}"]
+                    interval: 200ms
+                    failure_threshold: 1
+                    success_threshold: 1
+              workflow: {{critical: true, runs_on: [farm]}}
+            """
+        )
+    )
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
+    first = run(path, log)
+    try:
+        until_blocking(lambda: ready(url))
+        flag.unlink()
+        until_blocking(lambda: ("outage:farm", "firing") in receiver.events())
+    finally:
+        stop(first)
+    flag.touch()  # the farm comes back while no daemon watches
+
+    second = run(path, log)
+    try:
+        until_blocking(lambda: ("outage:farm", "resolved") in receiver.events())
+        until_blocking(lambda: delivered(url) == 2)
+        assert status(url, "/api/v1/alerts")["alerts"] == []
+    finally:
+        stop(second)
+
+    third = run(path, log)
+    try:
+        until_blocking(lambda: ready(url))
+        # Rounds of the alert loop once ready: a resolution would be in them.
+        after = alert_rounds(url) + 3
+        until_blocking(lambda: alert_rounds(url) >= after)
+    finally:
+        stop(third)
+    assert receiver.events() == [("outage:farm", "firing"), ("outage:farm", "resolved")]
+    [_, resolved] = receiver.bodies
+    assert resolved["alert"]["summary"].startswith("resolved: farm down takes critical workflow")
