@@ -42,7 +42,9 @@ from watchdog.outbox import Outbox
 from watchdog.probe_state import ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
 from watchdog.probes.log import LogProbe, LogSpec
+from watchdog.probes.result import inconclusive
 from watchdog.scheduler import ProbeScheduler
+from watchdog.selfcheck import Impairment, LoopMonitor
 from watchdog.silences import Silences
 from watchdog.store import Store, StoreError
 
@@ -117,6 +119,9 @@ class Daemon:
         self.live.resume(resumed)
         self._resumed_incidents = len(resumed)
         self.probe_state = ProbeState(self.store)
+        # The watchdog's own trouble, told apart from the estate's.
+        self.loop_monitor = LoopMonitor()
+        self.impairment = Impairment()
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)
         self._clients = HttpClients()
@@ -141,7 +146,8 @@ class Daemon:
                 settle_s=self.config.alerts.settle_s,
                 repeat_interval_s=self.config.alerts.repeat_interval_s,
             ),
-            suspects=lambda names: self.live.topology.shared_needs(names),
+            # The topology in force, after any reload.
+            suspects=lambda names: self.live.topology.shared_needs(names),  # noqa: PLW0108
         )
         # What had spoken before a restart: resolved once if it recovered
         # meanwhile, never announced twice if it still fires.
@@ -245,6 +251,7 @@ class Daemon:
             port,
             self._resumed_incidents,
         )
+        monitoring = asyncio.create_task(self.loop_monitor.run())
         self.scheduler.start()
         alerting = asyncio.create_task(self._alert_loop())
         saving = asyncio.create_task(self._save_loop())
@@ -256,7 +263,7 @@ class Daemon:
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             log.info("stopping")
-            for task in (alerting, beating, saving):
+            for task in (alerting, beating, saving, monitoring):
                 if task is not None:
                     task.cancel()
                     await asyncio.wait({task}, timeout=5)
@@ -478,7 +485,17 @@ class Daemon:
                 dataclasses.replace(f, anomalies=anomalies[f.node]) if f.node in anomalies else f
                 for f in failed
             ]
-        notes = self.alerting.update(now, failed, self.live.drifting(), watched=self.watched)
+        mono = time.monotonic()
+        impaired = self.impairment.alert(
+            now, self.loop_monitor.stalled_s(mono - self.impairment.window_s, mono)
+        )
+        notes = self.alerting.update(
+            now,
+            failed,
+            self.live.drifting(),
+            watched=self.watched,
+            extra=[impaired] if impaired is not None else [],
+        )
         if notes:
             notes = self._unmuted(notes, now)
         # Queued first, then the alert state: a crash between the two makes
@@ -568,19 +585,28 @@ class Daemon:
             return  # removed by a reload while it was due
         started = time.monotonic()
         result = await check.check()
-        self._result(probe, result, time.monotonic() - started)
+        ended = time.monotonic()
+        timeout = getattr(probe.spec, "timeout_s", None)
+        result = self.impairment.judge(
+            result, started=started, ended=ended, timeout_s=timeout, loop=self.loop_monitor
+        )
+        self._result(probe, result, ended - started)
 
     def _cut_off(self, probe: ProbeConfig, deadline_s: float) -> None:
-        """A run the scheduler cut off at its deadline (a probe that does not
-        keep its own timeout): a result all the same, or the daemon would
-        never be ready and a hung target never down."""
+        """A run the scheduler cut off at its deadline: the probe did not keep
+        its own timeout, so the watchdog (a starved loop, a full thread pool)
+        is to blame, not the target. A result all the same (the daemon must
+        get ready), but an inconclusive one."""
         if probe.key in self.live.probes:
-            reason = f"no answer within {format_duration(deadline_s)}"
-            self._result(probe, ProbeResult(State.DOWN, reason, None), deadline_s)
+            words = f"the check did not end within its deadline of {format_duration(deadline_s)}"
+            self._result(probe, inconclusive("cut_off", words), deadline_s)
 
     def _result(self, probe: ProbeConfig, result: ProbeResult, duration_s: float) -> None:
         """One probe result into the latency baseline, the metrics and the
         live state, and what it changes into the store."""
+        if result.inconclusive:
+            self.impairment.note(result.inconclusive, self.clock())
+            self.metrics.inconclusive.labels(result.inconclusive).inc()
         result = self.latency.track(probe.key, result, self.clock())
         if result.anomalies:
             self._anomalies[probe.key] = result.anomalies
@@ -588,7 +614,13 @@ class Daemon:
             self._anomalies.pop(probe.key, None)
         self.metrics.result(probe.node, probe.key, result.state, duration_s)
         was_ready = self.live.ready
-        transitions = self.live.record(probe.key, result.state, result.reason, result.latency_s)
+        transitions = self.live.record(
+            probe.key,
+            result.state,
+            result.reason,
+            result.latency_s,
+            inconclusive=bool(result.inconclusive),
+        )
         if transitions:
             self._commit(transitions)
             self._publish(transitions)

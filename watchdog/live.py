@@ -149,13 +149,23 @@ class LiveState:
         return not self._unreported
 
     def record(
-        self, key: str, state: State, reason: str, latency_s: float | None
+        self,
+        key: str,
+        state: State,
+        reason: str,
+        latency_s: float | None,
+        *,
+        inconclusive: bool = False,
     ) -> list[Transition]:
         """Take one probe result; return the transitions it causes (the
-        observed one of its node, then the effective ones, by node)."""
+        observed one of its node, then the effective ones, by node). An
+        `inconclusive` result (the watchdog's own trouble) is shown as the
+        probe's last result but leaves its verdict as it was: it is no news
+        about the target, good or bad."""
         probe = self._probes[key]
         now = self._clock()
-        verdict = self._verdicts[key].update(state)
+        hysteresis = self._verdicts[key]
+        verdict = hysteresis.state if inconclusive else hysteresis.update(state)
         self._last[key] = ProbeStatus(key, probe.kind, verdict, state, reason, latency_s, now)
         self._unreported.discard(key)
         node = probe.node

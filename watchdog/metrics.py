@@ -88,6 +88,13 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=registry,
         )
+        self.inconclusive = Counter(
+            "watchdog_probe_runs_inconclusive_total",
+            "Probe runs that said nothing about their target because of the watchdog's own "
+            "trouble, by cause (descriptors, buffers, memory, ports, processes, stall, cut_off).",
+            ["cause"],
+            registry=registry,
+        )
         self.alert_rounds = Counter(
             "watchdog_alert_rounds_total",
             "Rounds of the alert loop: the rules over the live state, then delivery.",

@@ -443,7 +443,7 @@ class Hanging:
         raise AssertionError("never set")
 
 
-async def test_a_probe_that_ignores_its_timeout_is_cut_off_and_counts_as_down(
+async def test_a_run_cut_off_at_its_deadline_is_inconclusive_never_down(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "estate.yaml"
@@ -456,8 +456,18 @@ async def test_a_probe_that_ignores_its_timeout_is_cut_off_and_counts_as_down(
 
         def cut_off() -> bool:
             last = daemon.live.status(["db"])[0].probes[0]
-            return last.last_reason == "no answer within 1.2s"  # timeout + the 1s margin
+            return last.last_reason == (
+                "no verdict: the check did not end within its deadline of 1.2s"  # timeout + 1s
+            )
 
         await until(cut_off)
+        # Reported (the daemon gets ready), but no news about the target.
         assert daemon.ready()
-        assert daemon.live.states["db"] is State.DOWN
+        [status] = daemon.live.status(["db"])
+        assert (status.observed, status.effective) == (State.UNKNOWN, State.UNKNOWN)
+        assert status.probes[0].last_state is State.UNKNOWN
+        assert list(daemon.impairment.counts(daemon.now())) == ["cut_off"]
+        impaired = daemon.impairment.alert(daemon.now(), 0.0)
+        assert impaired is not None
+        assert impaired.summary.startswith("the watchdog cannot judge part of the estate: ")
+        assert "cut off at the deadline: " in impaired.summary

@@ -5,8 +5,11 @@ registry that builds every kind of probe."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -249,3 +252,45 @@ async def test_it_builds_every_registered_kind_from_its_spec() -> None:
 )
 def test_it_names_the_socket_failure_behind_an_error(error: BaseException, reason: str) -> None:
     assert describe_os_error(error, "db") == reason
+
+
+OUT_OF_DESCRIPTORS = """
+import asyncio, json, os, resource, socket
+from watchdog.probes.tcp import TcpProbe, TcpSpec
+
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+port = listener.getsockname()[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+async def main():
+    hog = []
+    try:
+        for _ in range(1000):  # bounded: the limit is 256
+            hog.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    result = await TcpProbe(TcpSpec("127.0.0.1", port, timeout_s=2)).check()
+    for fd in hog:
+        os.close(fd)
+    after = await TcpProbe(TcpSpec("127.0.0.1", port, timeout_s=2)).check()
+    print(json.dumps([[str(r.state), r.reason, r.inconclusive] for r in (result, after)]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_probe_out_of_descriptors_is_inconclusive_not_down() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        ["unknown", "no verdict: the watchdog is out of file descriptors (EMFILE)", "descriptors"],
+        ["up", "ok", ""],
+    ]

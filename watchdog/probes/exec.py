@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from topology import State
-from watchdog.probes.result import ProbeResult, shorten, timeout_reason
+from watchdog.probes.result import (
+    ProbeResult,
+    inconclusive,
+    local_trouble,
+    shorten,
+    timeout_reason,
+)
 
 __all__ = ["INHERITED_ENV", "ExecProbe", "ExecSpec"]
 
@@ -98,6 +104,9 @@ class ExecProbe:
                 start_new_session=True,
             )
         except (OSError, ValueError) as exc:
+            local = local_trouble(exc, spawning=True)
+            if local is not None:
+                return inconclusive(*local)
             error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return ProbeResult(
                 State.UNKNOWN, shorten(f"cannot run: {spec.argv[0]}: {error.lower()}")

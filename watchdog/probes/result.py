@@ -13,10 +13,14 @@ from dataclasses import dataclass, replace
 from topology import State, format_duration
 
 __all__ = [
+    "LOCAL_CAUSES",
     "ProbeResult",
     "apply_latency_threshold",
     "describe_os_error",
     "format_seconds",
+    "inconclusive",
+    "is_timeout",
+    "local_trouble",
     "shorten",
     "timeout_reason",
 ]
@@ -41,6 +45,10 @@ class ProbeResult:
     reason: str
     latency_s: float | None = None
     anomalies: tuple[str, ...] = ()
+    # Non-empty when the run says nothing about the target because of the
+    # watchdog's own trouble (one of LOCAL_CAUSES): the state is unknown and
+    # the probe keeps its verdict.
+    inconclusive: str = ""
 
 
 def apply_latency_threshold(result: ProbeResult, threshold_s: float | None) -> ProbeResult:
@@ -60,6 +68,52 @@ def apply_latency_threshold(result: ProbeResult, threshold_s: float | None) -> P
 def timeout_reason(timeout_s: float) -> str:
     """`timeout after 3s`, the timeout written the way the file writes it."""
     return f"timeout after {format_duration(timeout_s)}"
+
+
+def is_timeout(result: ProbeResult) -> bool:
+    """Whether `result` is a target that did not answer within the probe's
+    timeout (the words of `timeout_reason`)."""
+    return result.state == State.DOWN and result.reason.startswith("timeout after ")
+
+
+# Errors about the watchdog's own resources, never the target's: the
+# metrics' `cause` label and the words for people.
+_LOCAL_ERRNOS = {
+    errno.EMFILE: ("descriptors", "the watchdog is out of file descriptors (EMFILE)"),
+    errno.ENFILE: ("descriptors", "the system is out of file descriptors (ENFILE)"),
+    errno.ENOBUFS: ("buffers", "the system is out of socket buffers (ENOBUFS)"),
+    errno.ENOMEM: ("memory", "the watchdog is out of memory (ENOMEM)"),
+    errno.EADDRNOTAVAIL: ("ports", "no local address or port left (EADDRNOTAVAIL)"),
+    errno.EAGAIN: ("processes", "the watchdog cannot start a process now (EAGAIN)"),
+}
+# Every cause a run can be inconclusive for; bounded, for metrics labels.
+LOCAL_CAUSES = ("descriptors", "buffers", "memory", "ports", "processes", "stall", "cut_off")
+
+
+def local_trouble(exc: BaseException, *, spawning: bool = False) -> tuple[str, str] | None:
+    """(cause, words) when the failure behind `exc` is the watchdog's own:
+    out of descriptors, buffers, memory or local ports (and, when
+    `spawning` a command, of processes); None when it may be the target's."""
+    for error in _chain(exc):
+        if not isinstance(error, OSError):
+            continue
+        codes = (
+            [error.errno]
+            if error.errno is not None
+            else [int(c) for c in _ERRNO_IN_TEXT.findall(str(error))]
+        )
+        for code in codes:
+            if code == errno.EAGAIN and not spawning:
+                continue  # a socket's EAGAIN is not a shortage
+            if code in _LOCAL_ERRNOS:
+                return _LOCAL_ERRNOS[code]
+    return None
+
+
+def inconclusive(cause: str, words: str) -> ProbeResult:
+    """A run that says nothing about its target: the watchdog's own
+    trouble (`cause`, one of LOCAL_CAUSES) is to blame."""
+    return ProbeResult(State.UNKNOWN, f"no verdict: {words}", None, inconclusive=cause)
 
 
 def format_seconds(seconds: float) -> str:

@@ -13,6 +13,8 @@ from watchdog.probes.result import (
     ProbeResult,
     apply_latency_threshold,
     describe_os_error,
+    inconclusive,
+    local_trouble,
     shorten,
     timeout_reason,
 )
@@ -83,6 +85,9 @@ class TcpProbe:
         except TimeoutError:
             return ProbeResult(State.DOWN, timeout_reason(spec.timeout_s))
         except OSError as exc:
+            local = local_trouble(exc)
+            if local is not None:
+                return inconclusive(*local)
             reason = describe_os_error(exc, spec.host) or shorten(str(exc)) or "connect failed"
             return ProbeResult(State.DOWN, reason)
         except Exception as exc:

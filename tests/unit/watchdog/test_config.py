@@ -218,7 +218,7 @@ def test_it_refuses_routes_to_unknown_sinks_and_values(tmp_path: Path) -> None:
         "silence to mute",
         "8: alerts.routes[2].match: unknown key 'team'",
         "8: alerts.routes[2].match.kind: unknown value 'outgae' (did you mean 'outage'?); one "
-        "of outage, drift, anomaly, maneuver",
+        "of outage, drift, anomaly, maneuver, impaired",
         "8: alerts.routes[2].match.critical: expected true or false, got 'maybe'",
     ]
 

@@ -196,3 +196,28 @@ def test_a_restart_resumes_the_start_of_incidents_still_open(live: LiveState, cl
     clock.now += 10
     live.record("antifraud#0", DOWN, "exit 2", None)
     assert {f.node: f.since for f in live.failed()}["antifraud"] == clock.now
+
+
+def test_an_inconclusive_result_is_shown_but_changes_no_verdict(live: LiveState) -> None:
+    all_up(live)
+    live.record("farm#0", DOWN, "connect refused", None)
+    live.record("farm#0", DOWN, "connect refused", None)
+    assert live.states["workflow"] == DOWN
+    # The watchdog runs out of descriptors: no news about the farm, good or bad.
+    for _ in range(5):
+        changes = live.record(
+            "farm#0", UNKNOWN, "no verdict: out of descriptors", None, inconclusive=True
+        )
+        assert changes == []
+    assert live.states["workflow"] == DOWN
+    [farm] = live.status(["farm"])
+    assert farm.probes[0].verdict == DOWN
+    assert (farm.probes[0].last_state, farm.probes[0].last_reason) == (
+        UNKNOWN,
+        "no verdict: out of descriptors",
+    )
+    # It still counts as having reported: a daemon in trouble gets ready.
+    fresh = LiveState(live.topology, tuple(live.probes.values()), lambda: 1000.0)
+    for key in live.probes:
+        fresh.record(key, UNKNOWN, "no verdict: stall", None, inconclusive=True)
+    assert fresh.ready

@@ -71,6 +71,7 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         assert tables.fetchall() == [
+            ("alerts",),
             ("incidents",),
             ("maneuvers",),
             ("outbox",),
