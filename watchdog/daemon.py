@@ -253,6 +253,7 @@ class Daemon:
         )
         monitoring = asyncio.create_task(self.loop_monitor.run())
         self.scheduler.start()
+        self.delivery.start()
         alerting = asyncio.create_task(self._alert_loop())
         saving = asyncio.create_task(self._save_loop())
         beating = None
@@ -268,6 +269,8 @@ class Daemon:
                     task.cancel()
                     await asyncio.wait({task}, timeout=5)
             await self.scheduler.shutdown(grace_s=2)
+            # A send cut off here is tried again at the next start.
+            await self.delivery.stop(timeout_s=2)
             self.save_learned()
             self._server.should_exit = True
             await asyncio.wait({serving}, timeout=5)
@@ -472,7 +475,10 @@ class Daemon:
         self._queue([notification], self.clock())
 
     async def alert_once(self) -> int:
-        """One round of the alert loop; returns the notifications delivered."""
+        """One round of the alert loop: the rules over the live state, what
+        is due queued for the sinks (each sink's own worker delivers it, so
+        a slow sink holds up nothing else); returns how many notifications
+        were queued."""
         self.alert_rounds += 1
         self.metrics.alert_rounds.inc()
         if not self.live.settled:
@@ -503,9 +509,8 @@ class Daemon:
         # takes once.
         self._queue(notes, now)
         self.alert_state.save(self.alerting.take_changes(), now)
-        delivered = await self.delivery.run_once()
         await self._refresh(now)
-        return delivered
+        return len(notes)
 
     async def _refresh(self, now: float) -> None:
         """Every Alertmanager sink's resend interval: the firing alerts it
@@ -544,6 +549,8 @@ class Daemon:
             by_sinks.setdefault(self.router.decide(note.alert).sinks, []).append(note)
         for sinks, group in by_sinks.items():
             self.outbox.put(group, list(sinks), now)
+        if notes:
+            self.delivery.wake()
 
     # --- the probe loop ---------------------------------------------------
 

@@ -16,6 +16,29 @@ from watchdog.store import Store
 
 __all__ = ["Outbox"]
 
+# The first pending entry of each occurrence per sink. Only pending entries
+# are read, through the partial index `outbox_pending`, however long the
+# delivered history: `+o.id` keeps SQLite from walking the whole table in id
+# order to save the sort of the few entries due.
+_FIRST_PENDING = (
+    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
+    " AND p.occurrence = o.occurrence AND p.sink = o.sink AND p.id < o.id)"
+)
+_DUE = (
+    "SELECT o.id, o.sink, o.notification, o.attempts FROM outbox o"
+    " WHERE o.state = 'pending' AND o.next_attempt_at <= ?"
+    f"{_FIRST_PENDING} ORDER BY +o.id LIMIT ?"
+)
+_DUE_FOR_SINK = (
+    "SELECT o.id, o.sink, o.notification, o.attempts FROM outbox o"
+    " WHERE o.state = 'pending' AND o.next_attempt_at <= ? AND o.sink = ?"
+    f"{_FIRST_PENDING} ORDER BY +o.id LIMIT ?"
+)
+_NEXT_DUE = (
+    "SELECT min(o.next_attempt_at) FROM outbox o WHERE o.state = 'pending' AND o.sink = ?"
+    f"{_FIRST_PENDING}"
+)
+
 
 class Outbox:
     """The outbox table of a `Store` (it implements `alerts.delivery.Outbox`)."""
@@ -42,19 +65,31 @@ class Outbox:
             )
             return connection.total_changes - before
 
-    def due(self, now: float, limit: int) -> list[Entry]:
-        """Pending entries due by `now`: per sink, only the first pending one
-        of each alert occurrence, so an alert's messages keep their order."""
+    def due(self, now: float, limit: int, sink: str | None = None) -> list[Entry]:
+        """Pending entries due by `now` (of `sink` only, unless None): per
+        sink, only the first pending one of each alert occurrence, so an
+        alert's messages keep their order; oldest first, at most `limit`."""
         rows = self.store.query(
             "cannot read the outbox",
-            "SELECT o.id, o.sink, o.notification, o.attempts FROM outbox o"
-            " WHERE o.state = 'pending' AND o.next_attempt_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
-            " AND p.occurrence = o.occurrence AND p.sink = o.sink AND p.id < o.id)"
-            " ORDER BY o.id LIMIT ?",
-            (now, limit),
+            _DUE if sink is None else _DUE_FOR_SINK,
+            (now, limit) if sink is None else (now, sink, limit),
         )
         return [Entry(row[0], row[1], loads(row[2]), row[3]) for row in rows]
+
+    def next_due(self, sink: str) -> float | None:
+        """When the earliest entry of `sink` that `due` would return falls
+        due (maybe already past); None when nothing is pending for it."""
+        rows = self.store.query("cannot read the outbox", _NEXT_DUE, (sink,))
+        at: float | None = rows[0][0] if rows else None
+        return at
+
+    def pending(self) -> dict[str, int]:
+        """How many entries are pending, per sink that has any."""
+        rows = self.store.query(
+            "cannot read the outbox",
+            "SELECT sink, count(*) FROM outbox WHERE state = 'pending' GROUP BY sink",
+        )
+        return dict(rows)
 
     def receipt(self, notification: Notification, sink: str) -> Receipt | None:
         """The receipt of the last delivered notification of the same alert

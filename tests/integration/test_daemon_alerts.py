@@ -17,7 +17,7 @@ import httpx
 import pytest
 from daemons import started
 from http_wire import Recorder, response
-from slack_server import SlackServer
+from slack_server import Fault, SlackServer
 from waiting import until
 
 from alerts.model import Alert, Notification
@@ -314,3 +314,34 @@ async def test_alertmanager_hears_the_heartbeat_and_firing_alerts_again_and_agai
                 metrics = (await c.get("/metrics")).text
             assert {"sink": "webhook", "state": "failed", "count": 1} in outbox
             assert 'watchdog_outbox_notifications{sink="webhook",state="failed"} 1.0' in metrics
+
+
+async def test_a_hanging_slack_server_does_not_delay_the_webhook(
+    tmp_path: Path, slack: Any, serve: Any
+) -> None:
+    slack.fail_next(*[Fault.hanging()] * 5)  # Slack takes requests and never answers
+    hook = Recorder()
+    (tmp_path / "farm-ok").touch()
+    async with serve(hook) as receiver:
+        text = estate(tmp_path / "farm-ok", slack.base_url, tmp_path / "state.db").replace(
+            "  slack:\n", f"  webhook: {{url: 'http://127.0.0.1:{receiver.port}/hook'}}\n  slack:\n"
+        )
+        path = tmp_path / "estate.yaml"
+        path.write_text(text)
+        async with started(path) as daemon:
+
+            def webhook_events() -> list[tuple[str, str]]:
+                bodies = [json.loads(r.body) for r in hook.requests]
+                return [(b["alert"]["key"], b["event"]) for b in bodies]
+
+            (tmp_path / "farm-ok").unlink()
+            await until(lambda: ("outage:farm", "firing") in webhook_events())
+            (tmp_path / "farm-ok").touch()
+            await until(lambda: ("outage:farm", "resolved") in webhook_events())
+            # Slack still holds its first request: nothing of it was delivered.
+            assert slack.calls == []  # a call is recorded when answered
+            status = daemon.delivery.status()
+            assert status["slack"].busy
+            assert daemon.outbox.counts().get(("slack", "delivered")) is None
+            assert daemon.outbox.counts()[("webhook", "delivered")] == 2
+        slack.release.set()

@@ -1,5 +1,6 @@
 """The durable outbox and the delivery loop around every sink, on a real
-SQLite file, with recording sinks and an injected clock."""
+SQLite file, with recording sinks and an injected clock; the outbox's own
+SQL is read for its query plan."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from alerts.codec import dumps, loads
 from alerts.delivery import Backoff, Delivery
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from topology import State
-from watchdog.outbox import Outbox
+from watchdog.outbox import _DUE, _DUE_FOR_SINK, _NEXT_DUE, Outbox
 from watchdog.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,71 @@ async def test_a_restart_delivers_what_was_queued_and_nothing_twice(tmp_path: Pa
         assert await Delivery(outbox, {"slack": slack}, clock).run_once() == 1
     assert [sent for sent, _ in slack.sent] == ["outage:farm@900.000#2:resolved"]
     assert slack.sent[0][1] == Receipt("slack", MappingProxyType({"n": "1"}))
+
+
+def test_it_reads_what_is_due_per_sink(store: Store) -> None:
+    outbox = Outbox(store)
+    outbox.put([note("firing", 1), note("resolved", 2)], ["slack", "webhook"], 1000.0)
+    outbox.put([note("firing", 1, key="outage:db")], ["webhook"], 1000.0)
+    [slack_firing, webhook_firing, db_firing] = outbox.due(1000.0, 10)
+
+    assert [e.notification.id for e in outbox.due(1000.0, 10, sink="webhook")] == [
+        "outage:farm@900.000#1:firing",
+        "outage:db@900.000#1:firing",
+    ]
+    assert outbox.due(1000.0, 10, sink="slack") == [slack_firing]
+    assert outbox.due(1000.0, 1, sink="webhook") == [webhook_firing]
+    assert outbox.due(999.0, 10, sink="slack") == []
+    assert outbox.due(1000.0, 10, sink="nobody") == []
+    assert outbox.pending() == {"slack": 2, "webhook": 3}
+    outbox.delivered(db_firing, Receipt("webhook"), 1000.0)
+    assert outbox.pending() == {"slack": 2, "webhook": 2}
+
+
+def test_the_next_due_is_that_of_the_first_pending_entry_of_each_occurrence(
+    store: Store,
+) -> None:
+    outbox = Outbox(store)
+    assert outbox.next_due("slack") is None
+    outbox.put([note("firing", 1), note("resolved", 2)], ["slack"], 1000.0)
+    assert outbox.next_due("slack") == 1000.0
+
+    [firing] = outbox.due(1000.0, 10, sink="slack")
+    outbox.retry(firing, "slack: 500", 1000.0, 1060.0)
+    # The resolution was queued due at 1000, but waits for the firing.
+    assert outbox.next_due("slack") == 1060.0
+    assert outbox.due(1059.0, 10, sink="slack") == []
+    outbox.put([note("firing", 1, key="outage:db")], ["slack"], 1010.0)
+    assert outbox.next_due("slack") == 1010.0
+    assert outbox.next_due("webhook") is None
+
+    outbox.give_up(firing, "slack: gone", 1020.0)
+    assert outbox.next_due("slack") == 1000.0  # the resolution, due all along
+
+
+def test_reading_what_is_due_never_walks_the_delivered_history(store: Store) -> None:
+    outbox = Outbox(store)
+    history = [
+        (f"n{i}:{sink}", f"outage:n{i}@900.000", sink, "{}", 1.0, 1.0, "delivered")
+        for i in range(50_000)
+        for sink in ("slack", "webhook")
+    ]
+    with store.transaction("cannot fill the outbox") as connection:
+        connection.executemany(
+            "INSERT INTO outbox (notification_id, occurrence, sink, notification, created_at,"
+            " next_attempt_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            history,
+        )
+    outbox.put([note("firing", 1), note("resolved", 2)], ["slack", "webhook"], 1000.0)
+
+    for sql, parameters in (
+        (_DUE, (1000.0, 500)),
+        (_DUE_FOR_SINK, (1000.0, "slack", 500)),
+        (_NEXT_DUE, ("slack",)),
+    ):
+        plan = [row[3] for row in store.query("x", f"EXPLAIN QUERY PLAN {sql}", parameters)]
+        assert plan[0].startswith("SEARCH o USING INDEX outbox_pending"), plan
+        assert not any(step.startswith("SCAN") for step in plan), plan
+    assert [e.notification.id for e in outbox.due(1000.0, 500, sink="slack")] == [
+        "outage:farm@900.000#1:firing"
+    ]
