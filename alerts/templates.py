@@ -9,6 +9,13 @@ parts their sink reads); whatever else it renders is ignored. Undefined
 names are errors (StrictUndefined), and templates whose name ends in
 `.html.j2` are autoescaped.
 
+Templates run in jinja2's immutable sandbox: a template reads what it is
+given and changes nothing. One that names an attribute the sandbox refuses
+(`__class__`, `__globals__`, anything starting with `_`, `mro`...) is refused
+when it is loaded, with its file and line, so `check` stops the start and it
+never runs; one that reaches for such an attribute some other way fails
+when rendered, like any other error.
+
 What a template sees: `alert` (key, kind, severity, root_cause, summary,
 labels, collateral, started_at), `event` (firing, repeat, escalated,
 resolved), `now`, `lasted` (seconds since the alert started), `critical`
@@ -22,12 +29,21 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, get_args
 
 import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import (
+    UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+    UNSAFE_COROUTINE_ATTRIBUTES,
+    UNSAFE_FUNCTION_ATTRIBUTES,
+    UNSAFE_GENERATOR_ATTRIBUTES,
+    UNSAFE_METHOD_ATTRIBUTES,
+    ImmutableSandboxedEnvironment,
+)
 
 from alerts.model import Alert, AlertKind, Event, Impacted, Notification
 from topology import State, format_duration
@@ -57,8 +73,60 @@ def escape_mrkdwn(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Attributes of Python's internals that no template needs: the way out of a
+# sandbox starts with one of them. Anything starting with `_` is refused too.
+_REFUSED_ATTRIBUTES = frozenset(
+    {
+        "mro",
+        *UNSAFE_FUNCTION_ATTRIBUTES,
+        *UNSAFE_METHOD_ATTRIBUTES,
+        *UNSAFE_GENERATOR_ATTRIBUTES,
+        *UNSAFE_COROUTINE_ATTRIBUTES,
+        *UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+    }
+)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """jinja2's immutable sandbox, which also refuses, as it parses them, the
+    templates that name an internal attribute (`x.__class__`,
+    `x['__globals__']`, `x | attr('__subclasses__')`): they are reported as
+    syntax errors, with their line, and never compiled. Every template the
+    environment loads (includes and imports too) is parsed here."""
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for node, attribute in _attributes(tree):
+            if attribute.startswith("_") or attribute in _REFUSED_ATTRIBUTES:
+                raise jinja2.TemplateSyntaxError(
+                    f"access to attribute {attribute!r} is not allowed in a template",
+                    node.lineno,
+                    name,
+                    filename,
+                )
+        return tree
+
+
+def _attributes(node: nodes.Node) -> Iterator[tuple[nodes.Node, str]]:
+    """Every attribute `node` and its children name outright, with the node
+    naming it, in reading order (children first: `a.__class__.__mro__`
+    names `__class__` first)."""
+    for child in node.iter_child_nodes():
+        yield from _attributes(child)
+    if isinstance(node, nodes.Getattr):
+        yield node, node.attr
+    elif isinstance(node, nodes.Getitem):
+        if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            yield node, node.arg.value
+    elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+        first = node.args[0]
+        if isinstance(first, nodes.Const) and isinstance(first.value, str):
+            yield node, first.value
+
+
 class Templates:
-    """The built-in templates, overridden by those in `folder` (if given)."""
+    """The built-in templates, overridden by those in `folder` (if given).
+    Every template runs sandboxed (see the module's docstring)."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
         loaders: list[jinja2.BaseLoader] = []
@@ -66,7 +134,7 @@ class Templates:
             loaders.append(jinja2.FileSystemLoader(str(folder)))
         loaders.append(jinja2.PackageLoader("alerts", "templates"))
         self.folder = None if folder is None else Path(folder)
-        self._env = jinja2.Environment(
+        self._env: jinja2.Environment = _Sandbox(
             loader=jinja2.ChoiceLoader(loaders),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
@@ -149,6 +217,9 @@ def builtin() -> Templates:
 
 def _where(err: jinja2.TemplateError, template: jinja2.Template) -> str:
     """`file:line: message` for an error raised while rendering `template`."""
+    if isinstance(err, jinja2.TemplateSyntaxError) and err.lineno:
+        # A template it includes or imports, refused as it was loaded.
+        return f"{err.filename or err.name or template.filename}:{err.lineno}: {err.message}"
     line = None
     traceback = err.__traceback__
     while traceback is not None:

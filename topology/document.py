@@ -32,14 +32,71 @@ from topology.yamltree import (
 )
 
 __all__ = [
+    "MASK",
     "Document",
     "InvalidInput",
     "Problem",
     "Reader",
     "describe",
     "read_document",
+    "redact_url",
+    "redact_urls",
     "suggest",
 ]
+
+# What replaces a secret in text for people.
+MASK = "***"
+# A URL inside free text (an error message, a command line): a scheme, `://`
+# and everything up to a space or a quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """`url` as people may read it in an error or a log line: the password
+    of its user info, every query value and the fragment replaced by `***`
+    (`http://user:***@host:8080/path?token=***`); a lone user name is
+    masked too (`https://***@host`: often a token). Scheme, host, port and
+    path are kept. Never raises, whatever the text."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    # The authority ends where the path, the query or the fragment starts.
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        # Without a password, the user name itself is often the token.
+        shown = (password and MASK) if colon else (user and MASK)
+        userinfo = f"{user}:{shown}" if colon else shown
+        authority = f"{userinfo}@{host}"
+    tail, hashmark, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    if query:
+        query = "&".join(_mask_parameter(p) for p in query.split("&"))
+    out = f"{scheme}{sep}{authority}{path}{question}{query}"
+    return f"{out}#{MASK}" if hashmark and fragment else f"{out}{hashmark}"
+
+
+def _mask_parameter(parameter: str) -> str:
+    name, equals, value = parameter.partition("=")
+    if not equals:
+        # A bare word in a query can be a key by itself (`?s3cr3t`).
+        return MASK if name else ""
+    return f"{name}={MASK}" if value else f"{name}="
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it passed through `redact_url`: for messages
+    that may quote one (a library's error, a command line)."""
+    return _URL_IN_TEXT.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    # Punctuation that ends a sentence is the sentence's, not the URL's.
+    url = match.group(0)
+    kept = url.rstrip(".,;:!)]")
+    return redact_url(kept) + url[len(kept) :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,10 +372,12 @@ class Reader:
             return None
 
     def url(self, node: YamlNode, path: str) -> str | None:
-        """An http:// or https:// URL."""
+        """An http:// or https:// URL. A problem quotes it redacted (see
+        `redact_url`): URLs carry passwords and tokens."""
         text = self.string(node, path, "a URL")
         if text is not None and not text.startswith(("http://", "https://")):
-            self.problem(node, path, f"expected an http:// or https:// URL, got {text!r}")
+            shown = redact_url(text)
+            self.problem(node, path, f"expected an http:// or https:// URL, got {shown!r}")
             return None
         return text
 

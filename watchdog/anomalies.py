@@ -5,6 +5,11 @@ pattern), each with a reason for people and its evidence.
 Pure logic: the caller passes the time and the lines, and persists
 `LogAnalyzer.state()` and `LogAnalyzer.miner_state()`; nothing here reads a
 clock, a file or the network.
+
+Secrets a line carries (see `watchdog.logmine.redact_secrets`) never reach a
+reason nor what is persisted: templates are mined with them masked, and the
+sample lines kept as evidence are saved masked. In memory a sample is the
+line as read; `LogAnalyzer.redact` makes it fit to be shown to anyone.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from watchdog.logmine import Miner, MinerConfig
+from watchdog.logmine import Miner, MinerConfig, redact_secrets
 
 __all__ = ["DEFAULT_ERROR_PATTERN", "Anomaly", "AnomalyKind", "LogAnalyzer", "LogRules"]
 
@@ -385,6 +390,11 @@ class LogAnalyzer:
 
     # -- output -------------------------------------------------------------
 
+    def redact(self, line: str) -> str:
+        """`line` fit to show anyone: secrets masked (``***``), then the
+        miner's masks applied (``<IP>``, ``<NUMBER>``, a user's own...)."""
+        return self._miner.mask(line)
+
     def active(self, now: float) -> list[Anomaly]:
         """The anomalies in force at `now`: silence first, then spikes,
         watched patterns and new templates, each kind by `since`."""
@@ -412,7 +422,9 @@ class LogAnalyzer:
         for v in self._new.values():
             if learned and self._new_active(v, now):
                 lines = "line" if v["count"] == 1 else "lines"
-                text = _short(v["template"], _TEMPLATE_CHARS)
+                # Mined templates hold no secret; one saved by an older
+                # version may.
+                text = _short(redact_secrets(v["template"]), _TEMPLATE_CHARS)
                 out.append(
                     Anomaly(
                         "new_error_template",
@@ -493,7 +505,11 @@ class LogAnalyzer:
         return self._miner.version
 
     def state(self) -> dict[str, Any]:
-        """Everything else learnt, JSON-able, for `LogAnalyzer(state=...)`."""
+        """Everything else learnt, JSON-able, for `LogAnalyzer(state=...)`;
+        its sample lines with their secrets masked (it is written to disk)."""
+        last = None if self._last is None else dict(self._last)
+        if last is not None:
+            last["sample"] = _masked(last["sample"])
         return {
             "v": _STATE_VERSION,
             "started": self._started,
@@ -503,15 +519,15 @@ class LogAnalyzer:
             "bucket": self._bucket,
             "count": self._count,
             "top": [[k, v] for k, v in self._top.items()],
-            "sample": self._sample,
+            "sample": _masked(self._sample),
             "mean": self._mean,
             "dev": self._dev,
             "closed": self._closed_buckets,
-            "last": None if self._last is None else dict(self._last),
+            "last": last,
             "spike_since": self._spike_since,
-            "new": [[k, dict(v)] for k, v in self._new.items()],
+            "new": [[k, {**v, "sample": _masked(v["sample"])}] for k, v in self._new.items()],
             "watched": list(self._rules.watched),
-            "hits": [[k, dict(v)] for k, v in self._hits.items()],
+            "hits": [[k, {**v, "sample": _masked(v["sample"])}] for k, v in self._hits.items()],
         }
 
     def _load(self, s: Mapping[str, Any]) -> None:
@@ -543,6 +559,10 @@ class LogAnalyzer:
                 "sample": None if last["sample"] is None else str(last["sample"]),
             }
         self._spike_since = None if s["spike_since"] is None else float(s["spike_since"])
+
+
+def _masked(sample: str | None) -> str | None:
+    return None if sample is None else redact_secrets(sample)
 
 
 def _followed(v: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from topology import (
     parse_duration,
     what_if,
 )
-from topology.document import suggest
+from topology.document import redact_url, redact_urls, suggest
 
 __all__ = ["main"]
 
@@ -221,12 +221,13 @@ def _load(args: argparse.Namespace) -> Topology | int:
 
 
 def _invalid(args: argparse.Namespace, err: InvalidInput) -> int:
-    """Every problem of a refused file, then a summary; exit 3."""
+    """Every problem of a refused file, then a summary; exit 3. A URL a
+    problem quotes is shown redacted (the file's URLs carry passwords)."""
     count = len(err.problems)
-    lines = [str(p) for p in err.problems]
+    lines = [redact_urls(str(p)) for p in err.problems]
     lines.append(f"{args.file}: {count} problem{'s' if count != 1 else ''}, nothing loaded")
     problems = [
-        {"file": p.source, "line": p.line, "path": p.path, "message": p.message}
+        {"file": p.source, "line": p.line, "path": p.path, "message": redact_urls(p.message)}
         for p in err.problems
     ]
     return _refuse(args, lines, problems)
@@ -337,12 +338,13 @@ def _live_baseline(args: argparse.Namespace, topology: Topology) -> dict[str, St
         with urllib.request.urlopen(url, timeout=10) as response:
             status = json.load(response)
     except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
-        message = f"cannot read the live state at {url}: {reason}"
+        reason = redact_urls(str(getattr(err, "reason", None) or err))
+        shown = redact_url(url)
+        message = f"cannot read the live state at {shown}: {reason}"
         return _refuse(
             args,
             [f"watchdog: {message}"],
-            [{"file": url, "line": None, "path": "--live", "message": message}],
+            [{"file": shown, "line": None, "path": "--live", "message": message}],
         )
     observed: dict[str, State] = {}
     for node in status.get("nodes", []):
@@ -462,11 +464,14 @@ def _daemon_call(
         answer = json.loads(err.read() or b"{}")
         if err.code != 409 or "problems" in answer:
             problems = answer.get("problems") or [f"http {err.code}"]
-            return _refuse(args, [f"watchdog {command}: {p}" for p in problems], [])
+            return _refuse(
+                args, [f"watchdog {command}: {redact_urls(str(p))}" for p in problems], []
+            )
     except (OSError, ValueError) as err:
-        reason = getattr(err, "reason", None) or err
+        reason = redact_urls(str(getattr(err, "reason", None) or err))
+        shown = redact_url(url)
         return _refuse(
-            args, [f"watchdog {command}: cannot reach the daemon at {url}: {reason}"], []
+            args, [f"watchdog {command}: cannot reach the daemon at {shown}: {reason}"], []
         )
     return answer
 

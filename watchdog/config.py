@@ -14,7 +14,7 @@ from typing import Any
 
 from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
-from topology.document import Document, Reader
+from topology.document import Document, Reader, redact_urls
 from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
 from watchdog.log_config import LOG_KEYS, read_log_spec
 from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
@@ -546,7 +546,9 @@ class _Settings:
                 try:
                     argv = shlex.split(text)
                 except ValueError as err:
-                    reader.problem(node, f"{path}.exec", f"bad command {text!r}: {err}")
+                    # A command line can carry a URL with its password.
+                    shown = redact_urls(text)
+                    reader.problem(node, f"{path}.exec", f"bad command {shown!r}: {err}")
         if argv is not None and not argv:
             reader.problem(node, f"{path}.exec", "empty command")
             argv = None

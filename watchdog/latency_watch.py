@@ -5,6 +5,7 @@ metrics. See `watchdog.latency` for how a baseline judges."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ class LatencyWatch:
         for probe in probes:
             if probe.kind not in KINDS:
                 continue
-            spec = repr(probe.spec)
+            spec = _fingerprint(probe.spec)
             specs[probe.key] = spec
             nodes[probe.key] = probe.node
             kept = self._baselines.get(probe.key)
@@ -56,7 +57,7 @@ class LatencyWatch:
             elif probe.key in self._baselines:
                 baselines[probe.key] = LatencyBaseline(self.rules)
             else:
-                baselines[probe.key] = self._load(probe.key, spec)
+                baselines[probe.key] = self._load(probe.key, probe.spec)
         self._baselines, self._specs, self._nodes = baselines, specs, nodes
 
     def track(self, key: str, result: ProbeResult, now: float) -> ProbeResult:
@@ -101,15 +102,26 @@ class LatencyWatch:
             now,
         )
 
-    def _load(self, key: str, spec: str) -> LatencyBaseline:
+    def _load(self, key: str, spec: object) -> LatencyBaseline:
         saved = self.state.load(key).get(_PART)
         if saved is None:
             return LatencyBaseline(self.rules)
         try:
             data = json.loads(saved)
-            if not isinstance(data, dict) or data.get("spec") != spec:
+            # An older version saved the settings themselves (`repr`): still
+            # the same probe, and the next save replaces them by the digest.
+            same = (_fingerprint(spec), repr(spec))
+            if not isinstance(data, dict) or data.get("spec") not in same:
                 return LatencyBaseline(self.rules)  # another target now: learn it
             return LatencyBaseline.from_state(self.rules, data.get("baseline"))
         except ValueError as err:
             log.warning("saved latency baseline unreadable probe=%s error=%s", key, err)
             return LatencyBaseline(self.rules)
+
+
+def _fingerprint(spec: object) -> str:
+    """A digest of a probe's settings, saved with its baseline to tell
+    whether it was learned for the same target and checks. Never the
+    settings themselves: a URL's password, a query's token and an
+    Authorization header are among them."""
+    return "sha256:" + hashlib.sha256(repr(spec).encode()).hexdigest()

@@ -16,6 +16,13 @@ Masks are applied in order before mining. The built-in ones (`MASKS`):
 Drain itself also treats any token holding a digit as variable when it
 generalises a template, so masks chiefly make templates readable and group
 lines whose first tokens vary.
+
+Before any of them, secrets are masked, always (`redact_secrets`): the value
+of a `password=`, `passwd`, `secret`, `token`, `api_key`/`apikey` or
+`access_key` field, an `Authorization` header's credentials, a bearer token,
+and the password and query values of a URL become ``***``. A template, and
+so the reason of an anomaly that quotes it, never holds a secret a line
+carried.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from typing import Any
 
 from drain3 import TemplateMiner
 from drain3.drain import LogCluster, Node
-from drain3.masking import MaskingInstruction
+from drain3.masking import AbstractMaskingInstruction, MaskingInstruction
 from drain3.template_miner_config import TemplateMinerConfig
 
-__all__ = ["DEFAULT_MASKS", "MASKS", "Miner", "MinerConfig", "Template"]
+from topology.document import MASK, redact_urls
+
+__all__ = ["DEFAULT_MASKS", "MASKS", "Miner", "MinerConfig", "Template", "redact_secrets"]
 
 MASKS: Mapping[str, str] = MappingProxyType(
     {
@@ -55,6 +64,60 @@ DEFAULT_MASKS: tuple[str, ...] = ("uuid", "ip", "hex", "duration", "number")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STATE_VERSION = 1
+
+# Secrets in a log line. A cheap look first: most lines hold none of these
+# words, and skip the rest.
+_SECRET_HINT = re.compile(
+    r"(?i)passw|pwd|secret|token|api.?key|access.?key|bearer|authorization|://"
+)
+# `Authorization: Bearer abc`, `Proxy-Authorization: Basic abc`: the
+# credentials, whatever the scheme.
+_AUTHORIZATION = re.compile(
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(bearer|basic|digest|token|negotiate|ntlm)\s+)?[^\s\"',;]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# A field whose name holds one of the words (`db_password=`, `X-Auth-Token:`,
+# `"client_secret": "..."`): its value, quoted or not.
+_FIELD = re.compile(
+    r"(?i)\b([\w.-]*?(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|apikey|access[_-]?key)"
+    r"[\w.-]*[\"']?\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|[^\s\"',;&]+)"
+)
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with the secrets it may hold replaced by ``***``: field values
+    named like secrets (password, passwd, pwd, secret, token, api_key,
+    apikey, access_key, in any case, within a longer name too),
+    Authorization credentials, bearer tokens, and a URL's password and
+    query values. Errs on the side of masking."""
+    if not _SECRET_HINT.search(text):
+        return text
+    text = _AUTHORIZATION.sub(_credentials, text)
+    text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    text = _FIELD.sub(_field, text)
+    return redact_urls(text)
+
+
+def _credentials(match: re.Match[str]) -> str:
+    scheme = match.group(2)
+    return f"{match.group(1)}{scheme} {MASK}" if scheme else f"{match.group(1)}{MASK}"
+
+
+def _field(match: re.Match[str]) -> str:
+    value = match.group(0)[len(match.group(1)) :]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group(1)}{quote}{MASK}{quote}"
+
+
+class _SecretMask(AbstractMaskingInstruction):
+    """`redact_secrets` as the miner's first mask."""
+
+    def __init__(self) -> None:
+        super().__init__("SECRET")
+
+    def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
+        return redact_secrets(content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +162,10 @@ class Template:
     new: bool
 
 
-def _instructions(masks: tuple[str | tuple[str, str], ...]) -> list[MaskingInstruction]:
-    out = []
+def _instructions(
+    masks: tuple[str | tuple[str, str], ...],
+) -> list[AbstractMaskingInstruction]:
+    out: list[AbstractMaskingInstruction] = [_SecretMask()]
     for mask in masks:
         if isinstance(mask, str):
             if mask not in MASKS:
@@ -154,6 +219,12 @@ class Miner:
         if change != "none":
             self.version += 1
         return Template(cluster.cluster_id, cluster.get_template(), change == "cluster_created")
+
+    def mask(self, line: str) -> str:
+        """`line` as the miner sees it: secrets, then the configured masks,
+        masked."""
+        masked: str = self._tm.masker.mask(line)
+        return masked
 
     def template(self, template_id: int) -> str | None:
         """The current text of a template still kept, else None."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -258,8 +260,15 @@ class Store:
         Raises `StoreError` when the file cannot be opened, is not an SQLite
         database, is corrupt, belongs to another application or has a newer
         schema than this build reads.
+
+        A file it creates is readable by its owner alone (0600), and so are
+        the `-wal` and `-shm` files SQLite makes beside it (SQLite gives them
+        the database's mode): the history names the estate's weak points. An
+        existing file keeps its mode; one that others may read is logged.
         """
         name = str(path)
+        if name != ":memory:":
+            _create_private(name)
         try:
             # check_same_thread=False because asyncio.to_thread runs each call
             # on whichever pool thread is free; the lock keeps it to one call
@@ -286,6 +295,10 @@ class Store:
             # a kernel crash; transitions come at the rate state changes, not
             # probes, so the fsync per commit costs nothing that matters.
             connection.execute("PRAGMA synchronous = FULL")
+            # What is deleted or rewritten is overwritten with zeros, not left
+            # in free pages: a row rewritten without a secret (a file written
+            # by an older version) keeps no copy of it.
+            connection.execute("PRAGMA secure_delete = ON")
             _migrate(connection, name)
         except sqlite3.Error as exc:
             connection.close()
@@ -496,6 +509,33 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def _create_private(path: str) -> None:
+    """Create the file at `path`, empty (SQLite takes an empty file for a new
+    database), with mode 0600, unless it exists; if it exists and others
+    may read it, say so. Errors are left to `sqlite3.connect`, which names
+    them as it always has."""
+    try:
+        # O_EXCL: never a file that appeared meanwhile, nor one through a
+        # symlink planted at the path.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return
+        if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning(
+                "store_permissions path=%s mode=%04o: other users may read the history;"
+                " chmod 600 it (and its -wal and -shm files)",
+                path,
+                stat.S_IMODE(mode),
+            )
+        return
+    except OSError:
+        return  # no directory, no permission: sqlite3.connect says it
+    os.close(descriptor)
 
 
 def _migrate(connection: sqlite3.Connection, path: str) -> None:

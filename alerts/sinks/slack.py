@@ -23,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from alerts.templates import Templates, builtin, escape_mrkdwn, whole
+from topology.document import redact_url
 
 __all__ = [
     "TRANSIENT_ERRORS",
@@ -50,6 +51,9 @@ _METADATA_EVENT = "watchdog_notification"
 # differ, Slack's ts is Slack's time).
 _CLOCK_SKEW_S = 300.0
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+# What an `error` code of Slack's looks like (`invalid_auth`, `no_text`):
+# anything else a server answers is not quoted, it may echo the request.
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _LIST_PAGES = 10
 # Root causes linked to their incident history.
 _LINKED_CAUSES = 5
@@ -263,11 +267,23 @@ def _retry_after_s(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-def _api_error(where: str, status: int, data: object, headers: Mapping[str, Any]) -> SinkError:
+def _api_error(
+    where: str,
+    status: int,
+    data: object,
+    headers: Mapping[str, Any] | None,
+    secrets: Sequence[str] = (),
+) -> SinkError:
     """The SinkError for an answer that was not `ok`; `where` names the
-    method (and channel), never a secret."""
-    code = data.get("error") if isinstance(data, Mapping) else None
-    code = code if isinstance(code, str) and code else None
+    method (and channel), never a secret. Only the status and Slack's
+    `error` code are quoted, and the code only when it looks like one and
+    holds none of `secrets`: a server can answer anything, the request
+    quoted back included."""
+    code = _error_code(data.get("error") if isinstance(data, Mapping) else None, secrets)
+    if status == 200 and not isinstance(data, Mapping):
+        # A success status with a body that is not JSON (a proxy's page):
+        # worth another try, not a refusal.
+        return SinkError(f"{where}: answer is not json (http {status})", permanent=False)
     if status == 429 or code in {"ratelimited", "rate_limited"}:
         retry_after = _retry_after_s(headers)
         after = f", retry after {format_seconds(retry_after)}" if retry_after is not None else ""
@@ -280,9 +296,34 @@ def _api_error(where: str, status: int, data: object, headers: Mapping[str, Any]
     return SinkError(f"{where}: {code or 'error'} (http {status})", permanent=not transient)
 
 
-def _transport_error(where: str, err: BaseException, timeout_s: float) -> SinkError | None:
-    """A SinkError for a failure to talk to the server at all; None when
-    `err` is not one (a bug, left to propagate)."""
+def _error_code(code: object, secrets: Sequence[str]) -> str | None:
+    """`code` when it reads as one of Slack's error codes and holds none of
+    `secrets`; else None."""
+    if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+        return None
+    return None if any(secret and secret in code for secret in secrets) else code
+
+
+def _failure(where: str, err: Exception, timeout_s: float, secrets: Sequence[str]) -> SinkError:
+    """The SinkError for any failure of one call to Slack. Its text is
+    built from what is known to be safe (the status, Slack's error code,
+    a class name), never from the exception's own message: slack-sdk's
+    quotes the server's body, aiohttp's the URL."""
+    if isinstance(err, SlackApiError):
+        # An answer that was not `ok`; its `response` is slack-sdk's
+        # (`status_code`, `data`) or, for a body that is not JSON, aiohttp's
+        # (`status`, no data).
+        response = err.response
+        status = getattr(response, "status_code", None)
+        if not isinstance(status, int):
+            status = getattr(response, "status", None)
+        if isinstance(status, int):
+            data = getattr(response, "data", None)
+            headers = getattr(response, "headers", None)
+            return _api_error(where, status, data, headers, secrets)
+        return SinkError(f"{where}: unreadable answer", permanent=False)
+    if isinstance(err, SlackClientError):
+        return SinkError(f"{where}: {type(err).__name__}", permanent=True)
     if isinstance(err, TimeoutError):
         return SinkError(f"{where}: timeout after {timeout_s:g}s", permanent=False)
     # aiohttp comes with slack-sdk; its errors are matched by module rather
@@ -290,7 +331,10 @@ def _transport_error(where: str, err: BaseException, timeout_s: float) -> SinkEr
     if isinstance(err, OSError) or type(err).__module__.partition(".")[0] == "aiohttp":
         # Only the class name: aiohttp's messages can carry the URL.
         return SinkError(f"{where}: connection error ({type(err).__name__})", permanent=False)
-    return None
+    # Anything else is slack-sdk tripping over an answer it did not expect
+    # (a body that is not JSON under a 200 makes it raise AttributeError):
+    # retried, and named by its class only.
+    return SinkError(f"{where}: unreadable answer ({type(err).__name__})", permanent=False)
 
 
 # -- the sinks --------------------------------------------------------------------
@@ -329,16 +373,24 @@ class SlackSink:
         self._channel_ids: dict[str, str] = {}
         self._link_base = link_base
         self._timeout_s = timeout_s
+        self._secrets = (token,)
+        # The client logs every answer's body at debug level whenever its
+        # own logger's level allows it, and a server's body can quote the
+        # request's Authorization header: a logger of its own, set to info,
+        # keeps it out.
+        quiet = logging.getLogger(f"{__name__}.web")
+        quiet.setLevel(logging.INFO)
         self._client = AsyncWebClient(
             token=token,
             base_url=base_url,
             timeout=max(1, math.ceil(timeout_s)),
-            logger=logging.getLogger(f"{__name__}.web"),
+            logger=quiet,
             retry_handlers=[_RateLimitHandler(rate_limit_retries, max_retry_after_s)],
         )
 
     def __repr__(self) -> str:
-        return f"SlackSink(name={self._name!r}, base_url={self._client.base_url!r})"
+        base_url = redact_url(self._client.base_url)
+        return f"SlackSink(name={self._name!r}, base_url={base_url!r})"
 
     @property
     def name(self) -> str:
@@ -446,10 +498,15 @@ class SlackSink:
                 need_ts=False,
             )
             for item in answer.get("channels") or ():
-                if isinstance(item, Mapping) and item.get("name") == channel.lstrip("#"):
-                    self._channel_ids[channel] = str(item["id"])
+                if (
+                    isinstance(item, Mapping)
+                    and item.get("name") == channel.lstrip("#")
+                    and isinstance(item.get("id"), str)
+                ):
+                    self._channel_ids[channel] = item["id"]
                     return self._channel_ids[channel]
-            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            metadata = answer.get("response_metadata")
+            cursor = metadata.get("next_cursor") if isinstance(metadata, Mapping) else None
             if not cursor:
                 break
         return None
@@ -471,20 +528,18 @@ class SlackSink:
         self, method: str, channel: str, call: Awaitable[Any], *, need_ts: bool = True
     ) -> Mapping[str, Any]:
         where = f"slack {method} channel {channel!r}"
+        failure: SinkError | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 answer = await call
-        except SlackApiError as err:
-            response = err.response
-            raise _api_error(where, response.status_code, response.data, response.headers) from None
-        except SlackClientError as err:
-            raise SinkError(f"{where}: {type(err).__name__}", permanent=True) from None
         except Exception as err:
-            mapped = _transport_error(where, err, self._timeout_s)
-            if mapped is None:
-                raise
-            raise mapped from None
-        data = answer.data
+            failure = _failure(where, err, self._timeout_s, self._secrets)
+        if failure is not None:
+            # Raised outside the handler, so that the SinkError carries no
+            # context: the original's text (a body quoting the token) would
+            # be printed with any traceback of it.
+            raise failure from None
+        data = getattr(answer, "data", None)
         if not isinstance(data, Mapping):
             raise SinkError(f"{where}: answer is not an object", permanent=False)
         if need_ts and not isinstance(data.get("ts"), str):
@@ -538,6 +593,9 @@ class SlackWebhookSink:
         self._templates = templates
         self._link_base = link_base
         self._timeout_s = timeout_s
+        # The URL's path is the secret (`/services/T…/B…/secret`): every
+        # part of it is kept from error texts.
+        self._secrets = (url, *(part for part in url.split("/") if len(part) >= 4))
         # The client logs its URL at debug level whenever its own logger's
         # level allows it: a logger of its own, set to info, keeps it out.
         quiet = logging.getLogger(f"{__name__}.webhook")
@@ -568,19 +626,20 @@ class SlackWebhookSink:
         else:
             body = {"text": parts["reply"]}
         where = "slack webhook"
+        failure: SinkError | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._client.send_dict(body)
         except Exception as err:
-            mapped = _transport_error(where, err, self._timeout_s)
-            if mapped is None:
-                raise
-            raise mapped from None
+            failure = _failure(where, err, self._timeout_s, self._secrets)
+        if failure is not None:
+            raise failure from None  # outside the handler: see SlackSink._call
         if response.status_code != 200:
-            # Webhooks answer errors as a bare code in a text body.
-            code = response.body.strip() if response.body else ""
-            data = {"error": code} if code.replace("_", "").isalnum() else {}
-            raise _api_error(where, response.status_code, data, response.headers)
+            # Webhooks answer errors as a bare code in a text body; whatever
+            # else the body says is not quoted (`_api_error` checks the code).
+            code = response.body.strip() if isinstance(response.body, str) else ""
+            data = {"error": code}
+            raise _api_error(where, response.status_code, data, response.headers, self._secrets)
         log.debug(
             "slack webhook posted event=%s alert=%s", notification.event, notification.alert.key
         )

@@ -2,7 +2,8 @@
 client: it checks the bearer token, the method, the channel and the shape of
 the blocks, keeps the messages it accepted, records every call, and answers
 with the faults a test queues (429 with Retry-After, 500, an `ok: false`
-code, a hang). It also serves an incoming webhook."""
+code, a hang, a body that quotes the request's secrets back). It also serves
+an incoming webhook."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class Fault:
     # Carry the request out, then hang instead of answering: the client
     # never learns that it succeeded (a crash or a timeout mid-delivery).
     accept: bool = False
+    # `{authorization}` and `{path}` in `body` are replaced by the request's
+    # Authorization header and path (a webhook's secret): a server that
+    # quotes the request back in its error page.
+    quote_request: bool = False
 
     @classmethod
     def error(cls, code: str, status: int = 200) -> Fault:
@@ -57,6 +62,17 @@ class Fault:
     @classmethod
     def server_error(cls, status: int = 500) -> Fault:
         return cls(status=status, body="internal server error", content_type="text/plain")
+
+    @classmethod
+    def quoting(cls, status: int, content_type: str = "text/html") -> Fault:
+        """An answer that is not JSON (whatever `content_type` says) and
+        quotes the request's Authorization header and path, as a proxy's or
+        a broken server's error page does."""
+        body = (
+            "<html><body><h1>Bad gateway</h1><p>Authorization: {authorization}</p>"
+            "<p>path: {path}</p></body></html>"
+        )
+        return cls(status=status, body=body, content_type=content_type, quote_request=True)
 
     @classmethod
     def hanging(cls) -> Fault:
@@ -177,7 +193,11 @@ class SlackServer:
             if fault.hang:
                 self.release.wait(_HANG_BOUND_S)
             self._record(method, token, params, fault.status)
-            return fault.status, fault.content_type, fault.body, dict(fault.headers)
+            body = fault.body
+            if fault.quote_request:
+                body = body.replace("{authorization}", headers.get("authorization", ""))
+                body = body.replace("{path}", path)
+            return fault.status, fault.content_type, body, dict(fault.headers)
         if webhook:
             status, body = self._webhook(path, params)
             self._record(method, token, params, status)

@@ -8,6 +8,7 @@ import logging
 import re
 import ssl
 import time
+import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from aiohttp import http_exceptions
 from httpx_aiohttp import AiohttpTransport
 
 from topology import State, format_duration
+from topology.document import redact_urls
 from watchdog.probes.result import (
     ProbeResult,
     apply_latency_threshold,
@@ -203,6 +205,10 @@ class _PooledTransport(AiohttpTransport):
         # httpx-aiohttp would send chunked even when empty: probes send no
         # more than a small body, read it here.
         await request.aread()
+        if request.url.userinfo:
+            # httpx turned the URL's user info into an Authorization header
+            # already; aiohttp refuses a URL that carries it as well.
+            request.url = request.url.copy_with(username=None, password=None)
         progress = request.extensions.get(_PROGRESS)
         if self._slots.locked():
             if isinstance(progress, _Progress):
@@ -282,7 +288,8 @@ class HttpProbe:
                 return ProbeResult(State.UNKNOWN, f"no free connection after {waited}")
             return ProbeResult(State.DOWN, timeout_reason(spec.timeout_s))
         if isinstance(origin, httpx.InvalidURL):
-            return ProbeResult(State.UNKNOWN, f"invalid url: {_sentence(str(origin))}")
+            reason = redact_urls(_sentence(str(origin)))
+            return ProbeResult(State.UNKNOWN, f"invalid url: {reason}")
         if isinstance(
             origin,
             httpx.UnsupportedProtocol | aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError,
@@ -292,8 +299,10 @@ class HttpProbe:
             return ProbeResult(State.DOWN, _describe_aiohttp_error(origin, progress, spec.url))
         if isinstance(origin, httpx.HTTPError):
             return ProbeResult(State.DOWN, _describe_http_error(origin))
-        # The URL is not logged: it may carry credentials.
-        log.error("probe=http host=%s unexpected error", _host(spec.url), exc_info=exc)
+        # Neither the URL nor an error's text naming it is logged as it is:
+        # it may carry credentials.
+        trace = redact_urls("".join(traceback.format_exception(exc)).rstrip())
+        log.error("probe=http host=%s unexpected error\n%s", _host(spec.url), trace)
         return ProbeResult(State.UNKNOWN, f"probe error: {type(exc).__name__}")
 
     async def _exchange(self, progress: _Progress) -> ProbeResult:
@@ -355,7 +364,8 @@ def _describe_http_error(exc: httpx.HTTPError) -> str:
         host: str | None = exc.request.url.host
     except RuntimeError:  # an error raised before its request was built
         host = None
-    return describe_os_error(exc, host) or shorten(_sentence(str(exc)) or type(exc).__name__)
+    described = describe_os_error(exc, host)
+    return described or shorten(redact_urls(_sentence(str(exc))) or type(exc).__name__)
 
 
 def _describe_aiohttp_error(exc: aiohttp.ClientError, progress: _Progress, url: str) -> str:
@@ -370,7 +380,9 @@ def _describe_aiohttp_error(exc: aiohttp.ClientError, progress: _Progress, url: 
             return described
     elif isinstance(exc, aiohttp.ClientOSError):
         described = describe_os_error(exc, _host(url))
-        return described or shorten(_sentence(exc.strerror or "") or "connection error")
+        return described or shorten(
+            redact_urls(_sentence(exc.strerror or "")) or "connection error"
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         if progress.answered:
             return "connection closed mid-response"
@@ -391,7 +403,8 @@ def _describe_aiohttp_error(exc: aiohttp.ClientError, progress: _Progress, url: 
         if _behind(exc, http_exceptions.BadStatusLine) is not None:
             return "invalid http response: illegal status line"
         return f"invalid http response: {_protocol_detail(exc)}"
-    return shorten(_sentence(str(exc)) or type(exc).__name__)
+    # aiohttp's messages often name the URL (the redirect it refused...).
+    return shorten(redact_urls(_sentence(str(exc))) or type(exc).__name__)
 
 
 def _protocol_detail(exc: BaseException) -> str:
@@ -400,7 +413,8 @@ def _protocol_detail(exc: BaseException) -> str:
     # the garbage itself is not.
     error = _behind(exc, http_exceptions.HttpProcessingError)
     message = error.message if error is not None else str(exc)
-    return shorten(_sentence(message.split(":", 1)[0].split("\n", 1)[0]), 80) or "unreadable"
+    detail = redact_urls(_sentence(message.split(":", 1)[0].split("\n", 1)[0]))
+    return shorten(detail, 80) or "unreadable"
 
 
 def _behind(exc: BaseException, kind: type[_E]) -> _E | None:
@@ -438,7 +452,7 @@ def _sentence(message: str) -> str:
 def _host(url: str) -> str:
     try:
         return httpx.URL(url).host or "?"
-    except httpx.InvalidURL:
+    except ValueError:  # httpx.InvalidURL, and idna's errors for a bad xn-- name
         return "?"
 
 

@@ -6,6 +6,16 @@ a node marked so), `up` when there are none.
 What it learned (file offsets, rate baselines, known templates) is loaded
 from and saved to the state store after every poll, so a restart neither
 reads a line twice nor skips one, nor takes old templates for new ones.
+
+Symlinks are followed, to files anywhere: rotation schemes (`current ->
+app-2024-05-01.log`) and packaged services (`/var/log/app -> /srv/app/logs`)
+depend on it, and the file names the files to read, so whoever can edit it
+can point a probe at any file the daemon may read anyway. What a probe shows
+is guarded instead: the lines it quotes as evidence (`details`) are masked
+unless the caller is trusted (`private=True`, for callers with the API
+token), and the reasons and templates never hold a secret (see
+`watchdog.anomalies`): a symlink to a config file once published its
+`password=` line.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from typing import Any
 
 from topology import State
 from watchdog.anomalies import Anomaly, LogAnalyzer, LogRules
+from watchdog.logmine import redact_secrets
 from watchdog.logtail import Batch, Follower, Position
 from watchdog.probe_state import ProbeState
 from watchdog.probes.result import ProbeResult, shorten
@@ -118,10 +129,23 @@ class LogProbe:
         with self._lock:
             self._follower.close()
 
-    def details(self) -> dict[str, Any]:
+    def details(self, *, private: bool = False) -> dict[str, Any]:
         """What the API shows: counters, the last poll's findings, and each
-        anomaly in force with its evidence."""
+        anomaly in force with its evidence. Unless `private` (a caller
+        trusted with what the logs say), every sample line is redacted:
+        secrets masked as ``***`` (`password=`, `token`, `secret`, `api_key`,
+        Authorization credentials, a URL's password...) and the probe's masks
+        applied; templates have their secrets masked too. With `private`,
+        samples are the lines as read."""
         last = self.last
+        analyzer = self.analyzer
+
+        def sample(line: str | None) -> str | None:
+            return line if private or line is None else analyzer.redact(line)
+
+        def template(text: str | None) -> str | None:
+            return text if private or text is None else redact_secrets(text)
+
         return {
             "paths": self.spec.paths,
             "files": last.files if last else 0,
@@ -137,8 +161,8 @@ class LogProbe:
                     "reason": a.reason,
                     "since": a.since,
                     "count": a.count,
-                    "template": a.template,
-                    "sample": a.sample,
+                    "template": template(a.template),
+                    "sample": sample(a.sample),
                 }
                 for a in self.anomalies
             ],

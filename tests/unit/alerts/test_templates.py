@@ -124,3 +124,79 @@ async def test_the_console_sink_writes_what_the_users_template_says(tmp_path: Pa
     stream = io.StringIO()
     await ConsoleSink(stream, templates=Templates(tmp_path)).send(note(), None)
     assert stream.getvalue() == "[outage:farm-oms-1]\n"
+
+
+# -- the sandbox ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "attribute"),
+    [
+        ("''.__class__.__mro__", "__class__"),
+        ("alert['__class__']['__subclasses__']()", "__class__"),
+        ("whole | attr('__globals__')", "__globals__"),
+        ("alert.key.format.__self__", "__self__"),
+        ("critical.mro", "mro"),
+    ],
+)
+def test_a_template_reaching_for_internals_is_refused_with_its_file_and_line(
+    tmp_path: Path, expression: str, attribute: str
+) -> None:
+    (tmp_path / "console").mkdir()
+    evil = tmp_path / "console" / "default.j2"
+    # In a branch no sample takes: refused as it is read, not as it runs.
+    evil.write_text(
+        "{% set line %}ok{% endset %}\n"
+        "{% if event == 'never' %}\n"
+        f"{{{{ {expression} }}}}\n"
+        "{% endif %}\n"
+    )
+    problems = Templates(tmp_path).check(("console",))
+    assert problems == [f"{evil}:3: access to attribute {attribute!r} is not allowed in a template"]
+
+
+def test_a_refused_template_never_runs_and_the_built_in_one_speaks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "console").mkdir()
+    evil = tmp_path / "console" / "default.j2"
+    evil.write_text(
+        "{% set line %}{{ ''.__class__.__mro__[1].__subclasses__() | length }}{% endset %}"
+    )
+    templates = Templates(tmp_path)
+    with pytest.raises(TemplateError) as caught:
+        templates.parts("console", note(), T0)
+    assert str(caught.value) == (
+        f"{evil}:1: access to attribute '__class__' is not allowed in a template"
+    )
+    with caplog.at_level(logging.ERROR, logger="alerts.templates"):
+        line = render_line(note(), templates)
+    assert line == render_line(note())
+    assert "access to attribute '__class__' is not allowed" in caplog.text
+
+
+def test_an_included_template_is_held_to_the_same_rule(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    (tmp_path / "console" / "default.j2").write_text(
+        '{% set line %}{% include "console/part.j2" %}{% endset %}'
+    )
+    part = tmp_path / "console" / "part.j2"
+    part.write_text("ok\n{{ now.__class__ }}")
+    problems = Templates(tmp_path).check(("console",))
+    assert problems == [f"{part}:2: access to attribute '__class__' is not allowed in a template"]
+
+
+def test_an_attribute_named_at_run_time_is_stopped_by_the_sandbox(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    sly = tmp_path / "console" / "default.j2"
+    sly.write_text("{% set line %}\n{{ now | attr('__cla' ~ 'ss__') }}{% endset %}")
+    problems = Templates(tmp_path).check(("console",))
+    assert problems == [f"{sly}:2: access to attribute '__class__' of 'float' object is unsafe."]
+
+
+def test_a_template_cannot_change_what_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "console").mkdir()
+    mutating = tmp_path / "console" / "default.j2"
+    mutating.write_text("{% set line %}{{ critical.append(1) }}{% endset %}")
+    problems = Templates(tmp_path).check(("console",))
+    assert problems == [f"{mutating}:1: access to attribute 'append' of 'list' object is unsafe."]
