@@ -1,14 +1,22 @@
 """The HTTP API: metrics, health, live status, blast radius on live state,
 incidents, alerts, maneuvers, and reload. Read-only endpoints need no
-credentials; mutating ones (reload, maneuvers) need the bearer token from
-the daemon's environment."""
+credentials; mutating ones (reload, maneuvers, silences) need the bearer
+token from the daemon's environment, and so do log samples as read.
+
+The API runs on a thread of its own (`watchdog.http_server`), never on the
+loop that runs the probes: answers are built from an immutable snapshot in
+a worker thread, and what changes the daemon's state runs on its loop
+(`Backend.on_daemon`). `/-/healthy` and `/-/ready` read two flags and touch
+neither."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Mapping, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -17,17 +25,19 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from alerts.model import Notification
-from alerts.rules import Alerting
-from topology import ACTION_KINDS, Action, parse_duration
+from topology import ACTION_KINDS, Action, State, parse_duration, what_if
 from topology.document import suggest
 from watchdog.config import TOKEN_ENV
 from watchdog.live import LiveState
-from watchdog.maneuvers import ManeuverError, Maneuvers
-from watchdog.silences import SilenceError, Silences
+from watchdog.maneuvers import Maneuver, ManeuverError, Maneuvers
+from watchdog.silences import Silence, SilenceError, Silences
+from watchdog.snapshot import Snapshot, metrics_text, status_json
 
-__all__ = ["TOKEN_ENV", "Backend", "Reload", "create_app"]
+__all__ = ["TOKEN_ENV", "Backend", "Busy", "Reload", "create_app"]
 
-# The environment variable holding the bearer token of mutating endpoints.
+
+class Busy(Exception):
+    """The daemon's loop did not take the request in time: 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +48,17 @@ class Reload:
     problems: tuple[str, ...] = ()
 
 
-class OutboxCounts(Protocol):
-    """What the API reads of the outbox."""
-
-    def counts(self) -> dict[tuple[str, str], int]: ...
-
-
 class Backend(Protocol):
-    """What the API needs of the daemon."""
+    """What the API needs of the daemon. `healthy`, `ready`, `now`,
+    `incidents`, `outbox_counts` and the stores' reads are safe from any
+    thread; everything else runs on the daemon's loop through
+    `on_daemon`."""
 
     maneuvers: Maneuvers
     silences: Silences
     api_token: str | None
-
-    live: LiveState
     registry: CollectorRegistry
-    alerting: Alerting
-
-    @property
-    def outbox(self) -> OutboxCounts: ...
+    live: LiveState  # on the daemon's loop only
 
     def healthy(self) -> bool: ...
 
@@ -66,13 +68,27 @@ class Backend(Protocol):
 
     def incidents(self, since: float, node: str | None = None) -> Sequence[dict[str, Any]]: ...
 
+    def outbox_counts(self) -> Mapping[tuple[str, str], int]: ...
+
+    async def snapshot(self) -> Snapshot:
+        """The daemon's state now, taken on its loop (cached briefly)."""
+        ...
+
+    async def on_daemon(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`await call()` on the daemon's loop, its result or exception
+        handed back here."""
+        ...
+
     def reload(self) -> Awaitable[Reload]: ...
 
     def announce(self, notification: Notification) -> None: ...
 
     def watch(self) -> None: ...
 
-    def probe_details(self, key: str) -> Mapping[str, Any] | None: ...
+
+T = TypeVar("T")
+# Filters of /api/v1/status.
+_STATES = {str(state): state for state in State}
 
 
 def _problems(status: int, *messages: str) -> Response:
@@ -95,7 +111,12 @@ def create_app(backend: Backend) -> Starlette:
     """The ASGI application over `backend`."""
 
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(backend.registry), media_type=CONTENT_TYPE_LATEST)
+        snapshot = await backend.snapshot()
+
+        def build() -> bytes:
+            return generate_latest(backend.registry) + metrics_text(snapshot).encode()
+
+        return Response(await asyncio.to_thread(build), media_type=CONTENT_TYPE_LATEST)
 
     async def healthy(request: Request) -> Response:
         ok = backend.healthy()
@@ -106,54 +127,45 @@ def create_app(backend: Backend) -> Starlette:
         return PlainTextResponse("ready\n" if ok else "not ready\n", status_code=200 if ok else 503)
 
     async def status(request: Request) -> Response:
-        live = backend.live
-        nodes = []
-        for node in live.status():
-            nodes.append(
-                {
-                    "node": node.node,
-                    "kind": node.kind,
-                    "critical": node.critical,
-                    "observed": str(node.observed) if node.observed is not None else None,
-                    "effective": str(node.effective),
-                    "since": node.since,
-                    "causes": list(node.causes),
-                    "no_spare": node.no_spare,
-                    "probes": [
-                        {
-                            "probe": p.key,
-                            "kind": p.kind,
-                            "verdict": str(p.verdict),
-                            "last_state": str(p.last_state) if p.last_state is not None else None,
-                            "last_reason": p.last_reason,
-                            "last_latency_s": p.last_latency_s,
-                            "last_at": p.last_at,
-                            **(backend.probe_details(p.key) or {}),
-                        }
-                        for p in node.probes
-                    ],
-                }
-            )
-        drift = [
-            {
-                "node": d.node,
-                "effective": str(d.effective),
-                "causes": list(d.causes),
-                "message": d.message,
-            }
-            for d in live.drift()
+        query = request.query_params
+        problems = [
+            f"unknown parameter {p!r}: use node, state, critical"
+            for p in sorted(set(query) - {"node", "state", "critical"})
         ]
-        return JSONResponse(
-            {
-                "source": live.topology.source,
-                "ready": backend.ready(),
-                "nodes": nodes,
-                "drift": drift,
-            }
-        )
+        wanted = []
+        for text in query.getlist("state"):
+            if text in _STATES:
+                wanted.append(_STATES[text])
+            else:
+                problems.append(f"state={text}: expected one of {', '.join(_STATES)}")
+        critical = None
+        if "critical" in query:
+            text = query["critical"]
+            if text not in ("true", "false"):
+                problems.append(f"critical={text}: expected true or false")
+            critical = text == "true"
+        snapshot = await backend.snapshot()
+        topology = snapshot.live.topology
+        nodes = query.getlist("node")
+        for name in nodes:
+            if name not in topology:
+                problems.append(
+                    f"node={name}: unknown node {name!r}{suggest(name, topology.nodes)}"
+                )
+        if problems:
+            return _problems(400, *problems)
+        private = refused(request) is None
+
+        def build() -> bytes:
+            answer = status_json(
+                snapshot, nodes=nodes, states=wanted, critical=critical, private=private
+            )
+            return json.dumps(answer).encode()
+
+        return Response(await asyncio.to_thread(build), media_type="application/json")
 
     async def blast_radius(request: Request) -> Response:
-        live = backend.live
+        live = (await backend.snapshot()).live
         actions = []
         problems = []
         for kind in ACTION_KINDS:
@@ -173,7 +185,10 @@ def create_app(backend: Backend) -> Starlette:
             return JSONResponse(
                 {"valid": False, "exit_code": 3, "problems": problems}, status_code=400
             )
-        return JSONResponse(live.what_if(actions).to_json())
+        impact = await asyncio.to_thread(
+            lambda: what_if(live.topology, live.observed, actions).to_json()
+        )
+        return JSONResponse(impact)
 
     async def incidents(request: Request) -> Response:
         text = request.query_params.get("since", "30d")
@@ -182,9 +197,8 @@ def create_app(backend: Backend) -> Starlette:
         except ValueError:
             return _problems(400, f"since: bad duration {text!r}: expected e.g. 30d or 12h")
         node = request.query_params.get("node")
-        return JSONResponse(
-            {"since_s": window, "incidents": list(backend.incidents(backend.now() - window, node))}
-        )
+        found = await asyncio.to_thread(backend.incidents, backend.now() - window, node)
+        return JSONResponse({"since_s": window, "incidents": list(found)})
 
     async def alerts(request: Request) -> Response:
         firing = [
@@ -198,11 +212,12 @@ def create_app(backend: Backend) -> Starlette:
                 "critical": [i.node for i in a.critical],
                 "collateral": len(a.collateral),
             }
-            for a in backend.alerting.alerts
+            for a in (await backend.snapshot()).alerts
         ]
+        counts = await asyncio.to_thread(backend.outbox_counts)
         outbox = [
             {"sink": sink, "state": state, "count": count}
-            for (sink, state), count in sorted(backend.outbox.counts().items())
+            for (sink, state), count in sorted(counts.items())
         ]
         return JSONResponse({"alerts": firing, "outbox": outbox})
 
@@ -223,13 +238,14 @@ def create_app(backend: Backend) -> Starlette:
 
     async def maneuvers(request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse({"maneuvers": [m.to_json() for m in backend.maneuvers.recent()]})
+            recent = await asyncio.to_thread(backend.maneuvers.recent)
+            return JSONResponse({"maneuvers": [m.to_json() for m in recent]})
         if (denied := refused(request)) is not None:
             return denied
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
-        live = backend.live
+        topology = (await backend.snapshot()).live.topology
         problems: list[str] = []
         actions: list[Action] = []
         raw = body.get("actions")
@@ -238,8 +254,8 @@ def create_app(backend: Backend) -> Starlette:
             node = item.get("node") if isinstance(item, dict) else None
             if kind not in ACTION_KINDS:
                 problems.append(f"action {kind!r}: use {', '.join(ACTION_KINDS)}")
-            elif not isinstance(node, str) or node not in live.topology:
-                hint = suggest(str(node), live.topology.nodes)
+            elif not isinstance(node, str) or node not in topology:
+                hint = suggest(str(node), topology.nodes)
                 problems.append(f"{kind} {node}: unknown node {node!r}{hint}")
             else:
                 actions.append(Action(kind, node))
@@ -247,19 +263,24 @@ def create_app(backend: Backend) -> Starlette:
             problems.append('name the maneuver: {"actions": [{"action": "shutdown", "node": N}]}')
         if problems:
             return _problems(400, *problems)
-        try:
+
+        async def start() -> Maneuver:
             maneuver, note = backend.maneuvers.start(
-                live,
+                backend.live,
                 actions,
                 by=str(body.get("by", "")),
                 reason=str(body.get("reason", "")),
                 force=bool(body.get("force", False)),
                 at=backend.now(),
             )
+            backend.announce(note)
+            backend.watch()
+            return maneuver
+
+        try:
+            maneuver = await backend.on_daemon(start)
         except ManeuverError as err:
             return _problems(err.status, str(err))
-        backend.announce(note)
-        backend.watch()
         return JSONResponse(
             maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
         )
@@ -267,7 +288,8 @@ def create_app(backend: Backend) -> Starlette:
     async def silences(request: Request) -> Response:
         now = backend.now()
         if request.method == "GET":
-            return JSONResponse({"silences": [x.to_json() for x in backend.silences.active(now)]})
+            active = await asyncio.to_thread(backend.silences.active, now)
+            return JSONResponse({"silences": [x.to_json() for x in active]})
         if (denied := refused(request)) is not None:
             return denied
         body = await _json_object(request)
@@ -285,7 +307,8 @@ def create_app(backend: Backend) -> Starlette:
             message = f"for: bad duration {body.get('for')!r}: e.g. 2h"
             return _problems(400, message)
         node = body.get("node")
-        try:
+
+        async def add() -> Silence:
             silence, note = backend.silences.add(
                 backend.live,
                 node=node if isinstance(node, str) else None,
@@ -296,16 +319,25 @@ def create_app(backend: Backend) -> Starlette:
                 force=bool(body.get("force", False)),
                 at=now,
             )
+            backend.announce(note)
+            return silence
+
+        try:
+            silence = await backend.on_daemon(add)
         except SilenceError as err:
             return _problems(err.status, str(err))
-        backend.announce(note)
         return JSONResponse(silence.to_json(), status_code=201)
 
     async def expire_silence(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
+        ident = int(request.path_params["ident"])
+
+        async def expire() -> Silence:
+            return backend.silences.expire(ident, backend.now())
+
         try:
-            silence = backend.silences.expire(int(request.path_params["ident"]), backend.now())
+            silence = await backend.on_daemon(expire)
         except SilenceError as err:
             return _problems(err.status, str(err))
         return JSONResponse({**silence.to_json(), "expired": True})
@@ -313,19 +345,24 @@ def create_app(backend: Backend) -> Starlette:
     async def end_maneuver(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        try:
-            ident = int(request.path_params["ident"])
+        ident = int(request.path_params["ident"])
+
+        async def end() -> Maneuver:
             maneuver, note = backend.maneuvers.end(backend.live, ident, backend.now())
+            backend.announce(note)
+            backend.watch()
+            return maneuver
+
+        try:
+            maneuver = await backend.on_daemon(end)
         except ManeuverError as err:
             return _problems(err.status, str(err))
-        backend.announce(note)
-        backend.watch()
         return JSONResponse(maneuver.to_json())
 
     async def reload(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        outcome = await backend.reload()
+        outcome = await backend.on_daemon(backend.reload)
         if outcome.ok:
             return JSONResponse({"reloaded": True})
         return JSONResponse(
@@ -346,4 +383,8 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/v1/silences", silences, methods=["GET", "POST"]),
         Route("/api/v1/silences/{ident:int}", expire_silence, methods=["DELETE"]),
     ]
-    return Starlette(routes=routes)
+
+    async def busy(request: Request, exc: Exception) -> Response:
+        return _problems(503, str(exc))
+
+    return Starlette(routes=routes, exception_handlers={Busy: busy})

@@ -356,10 +356,12 @@ def _live_baseline(args: argparse.Namespace, topology: Topology) -> dict[str, St
 
 def _run(args: argparse.Namespace) -> int:
     from watchdog.daemon import Daemon, StartError
+    from watchdog.http_server import ListenError
     from watchdog.logs import configure
+    from watchdog.resources import raise_fd_limit
     from watchdog.store import StoreError
 
-    configure(args.log_format)
+    handler = configure(args.log_format)
     listen = None
     if args.listen:
         host, _, port = args.listen.rpartition(":")
@@ -369,12 +371,19 @@ def _run(args: argparse.Namespace) -> int:
             )
         listen = (host.strip("[]"), int(port))
     try:
-        daemon = Daemon(args.file, listen=listen)
+        daemon = Daemon(args.file, listen=listen, secrets=handler.secrets)
     except InvalidInput as err:
         return _invalid(args, err)
     except (StoreError, StartError) as err:
+        return _refuse(args, [f"watchdog run: {redact_urls(str(err))}"], [])
+    # Probes, sinks and API clients each hold a descriptor: take what the
+    # system allows (systemd's default soft limit is 1,024).
+    raise_fd_limit()
+    try:
+        asyncio.run(daemon.run())
+    except ListenError as err:
+        daemon.store.close()
         return _refuse(args, [f"watchdog run: {err}"], [])
-    asyncio.run(daemon.run())
     return 0
 
 

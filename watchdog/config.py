@@ -42,6 +42,11 @@ DEFAULT_SETTLE_S = 10.0
 DEFAULT_REPEAT_INTERVAL_S = 4 * 3600.0
 DEFAULT_SLACK_API = "https://slack.com/api/"
 DEFAULT_STATE = "watchdog.db"
+# Enough for Prometheus, a few dashboards and scripts; few enough that idle
+# clients cannot take the descriptors the probes need.
+DEFAULT_MAX_CONNECTIONS = 128
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+MAX_CONNECTIONS_LIMIT = 4096
 
 # Keys every probe takes, beside its kind's own; defaults as Gatus has them.
 COMMON_KEYS = ("interval", "timeout", "failure_threshold", "success_threshold")
@@ -82,10 +87,16 @@ class ProbeConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Where the API, /metrics and the status page listen."""
+    """Where the API, /metrics and the status page listen, and how much of
+    the daemon they may take: open connections at most, how long a client
+    may take to send a request's head, and whether /metrics adds a duration
+    histogram per probe."""
 
     host: str = DEFAULT_LISTEN[0]
     port: int = DEFAULT_LISTEN[1]
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    metrics_detail: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,19 +239,45 @@ class _Settings:
         self.probes = tuple(found)
 
     def _server(self, node: YamlNode) -> None:
-        fields = self.reader.mapping(node, "server", ("listen",))
-        if fields and "listen" in fields:
+        reader = self.reader
+        keys = ("listen", "max_connections", "header_timeout", "metrics_detail")
+        fields = reader.mapping(node, "server", keys)
+        if not fields:
+            return
+        server = self.server
+        if "listen" in fields:
             value = fields["listen"][1]
-            text = self.reader.string(value, "server.listen")
+            text = reader.string(value, "server.listen")
             where = _host_port(text) if text is not None else None
             if text is not None and where is None:
-                self.reader.problem(
+                reader.problem(
                     value,
                     "server.listen",
                     f"expected host:port such as 127.0.0.1:9120, got {text!r}",
                 )
             elif where is not None:
-                self.server = ServerConfig(*where)
+                server = replace(server, host=where[0], port=where[1])
+        if "max_connections" in fields:
+            value = fields["max_connections"][1]
+            count = reader.integer(value, "server.max_connections", minimum=1)
+            if count is not None and count > MAX_CONNECTIONS_LIMIT:
+                reader.problem(
+                    value,
+                    "server.max_connections",
+                    f"{count} is more than {MAX_CONNECTIONS_LIMIT}: every connection holds a "
+                    "file descriptor the probes may need",
+                )
+            elif count is not None:
+                server = replace(server, max_connections=count)
+        if "header_timeout" in fields:
+            seconds = reader.duration(fields["header_timeout"][1], "server.header_timeout")
+            if seconds is not None:
+                server = replace(server, header_timeout_s=seconds)
+        if "metrics_detail" in fields:
+            detail = reader.boolean(fields["metrics_detail"][1], "server.metrics_detail")
+            if detail is not None:
+                server = replace(server, metrics_detail=detail)
+        self.server = server
 
     def _state(self, node: YamlNode) -> None:
         fields = self.reader.mapping(node, "state", ("path",))

@@ -6,18 +6,18 @@ shows it all. Nothing imports this module but the CLI."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import ipaddress
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from alerts.delivery import Delivery
@@ -32,25 +32,30 @@ from alerts.templates import Templates
 from alerts.transitions import Transition
 from topology import InvalidInput, State, format_duration
 from watchdog.alert_state import AlertState
-from watchdog.api import TOKEN_ENV, Reload, create_app
+from watchdog.api import TOKEN_ENV, Busy, Reload, create_app
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
+from watchdog.http_server import ApiServer
 from watchdog.latency_watch import LatencyWatch
 from watchdog.live import LiveState
+from watchdog.logs import Secrets
 from watchdog.maneuvers import Maneuvers
 from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
 from watchdog.probe_state import ProbeState
-from watchdog.probes import PROBE_KINDS, HttpClients, Probe, ProbeResult
+from watchdog.probes import PROBE_KINDS, HttpClients, HttpSpec, Probe, ProbeResult
 from watchdog.probes.log import LogProbe, LogSpec
 from watchdog.probes.result import inconclusive
 from watchdog.scheduler import ProbeScheduler
 from watchdog.selfcheck import Impairment, LoopMonitor
 from watchdog.silences import Silences
+from watchdog.snapshot import LatencyView, Snapshot
 from watchdog.store import Store, StoreError
 
 __all__ = ["Daemon", "StartError"]
 
 log = logging.getLogger(__name__)
+# State changes, one line each: never held back by the log's flood limit.
+transitions_log = logging.getLogger("watchdog.transitions")
 
 # How often, at least, the probes of a node a running maneuver impacts run.
 WATCH_INTERVAL_S = 5.0
@@ -58,6 +63,15 @@ WATCH_INTERVAL_S = 5.0
 _TEMPLATED = ("console", "slack", "alertmanager")
 # How often what probes learned is saved (and at every clean stop).
 SAVE_INTERVAL_S = 300.0
+# SIGTERM to exit, whatever the load: systemd's default stop timeout is 90 s,
+# but an operator's Ctrl-C should not wait.
+STOP_S = 4.0
+# How long an API request waits for the daemon's loop before a 503.
+API_WAIT_S = 10.0
+# How long one snapshot answers the API: many clients, one copy.
+SNAPSHOT_TTL_S = 0.5
+
+T = TypeVar("T")
 
 
 class StartError(Exception):
@@ -72,13 +86,55 @@ def _secret(variable: str, path: str) -> str:
     return value
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handling: the daemon owns SIGTERM and
-    SIGHUP, and uvicorn would replace its handlers and re-raise on exit."""
+# Header names whose values are credentials.
+_SECRET_HEADERS = ("auth", "token", "key", "secret", "cookie", "session", "password")
+# Shorter query values are not masked in the log: they would mask words.
+_MIN_MASKED = 6
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+
+def _url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries: its password and its query's values."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        found = [parts.password or ""]
+    except ValueError:
+        return []
+    found += [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= _MIN_MASKED]
+    return [v for v in found if v]
+
+
+def _config_secrets(config: DaemonConfig) -> list[str]:
+    """What the file holds that the log must never show: URL passwords and
+    tokens, credential headers of HTTP probes."""
+    found: list[str] = []
+    alerts = config.alerts
+    for url in (alerts.alertmanager_url, alerts.webhook_url, alerts.heartbeat_url):
+        if url:
+            found += _url_secrets(url)
+    for probe in config.probes:
+        if isinstance(probe.spec, HttpSpec):
+            found += _url_secrets(probe.spec.url)
+            for name, value in probe.spec.headers.items():
+                if any(word in name.lower() for word in _SECRET_HEADERS):
+                    found.append(value)
+                    scheme, _, credential = value.partition(" ")
+                    if credential and scheme.lower() in ("bearer", "basic", "token"):
+                        found.append(credential)
+    return found
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is this machine only (a name is taken at its word)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _awaited(call: Callable[[], Awaitable[T]]) -> T:
+    return await call()
 
 
 class Daemon:
@@ -97,12 +153,17 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
         listen: tuple[str, int] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.path = Path(path)
         self.clock = clock
         self.config: DaemonConfig = load_config(self.path)  # InvalidInput for a bad file
+        # What the log masks: every secret read from the environment or the file.
+        self.secrets = secrets if secrets is not None else Secrets()
+        for value in _config_secrets(self.config):
+            self.secrets.add(value)
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = Metrics(self.registry)
+        self.metrics = Metrics(self.registry, detail=self.config.server.metrics_detail)
         self.live = LiveState(self.config.topology, self.config.probes, clock)
         self.listen = listen or (self.config.server.host, self.config.server.port)
         # Sinks first: a missing secret or a broken template stops the start
@@ -154,17 +215,19 @@ class Daemon:
         self.alert_state = AlertState(self.store)
         self.alerting.restore(self.alert_state.load())
         self.outbox = Outbox(self.store)
-        self.metrics.read_at_scrape(self.outbox.counts, self.latency.baselines)
+        self.metrics.read_at_scrape(self.outbox.counts)
         self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
+        if self.api_token is not None:
+            self.secrets.add(self.api_token)
         self.alert_rounds = 0
         self._refreshed: dict[str, float] = {}
         self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
-        self._spare_before: frozenset[str] = frozenset()
-        self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._api: ApiServer | None = None
+        self._snapped: tuple[float, Snapshot] | None = None
         self.metrics.reloaded(True, clock())
-        self._publish(everything=True)
 
     # --- what the API asks ------------------------------------------------
 
@@ -189,7 +252,8 @@ class Daemon:
         """Read the file again; put it in force if it is valid, else keep the
         running one and say why (in the log, the answer and the metrics)."""
         try:
-            config = load_config(self.path)
+            # Parsing a large file takes a while: not on the loop that probes.
+            config = await asyncio.to_thread(load_config, self.path)
         except InvalidInput as err:
             problems = tuple(str(p) for p in err.problems)
             for problem in problems:
@@ -222,7 +286,7 @@ class Daemon:
             log.info("reload removed nodes=%d ended_incidents=%d", len(removed), ended)
         self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
-        self._publish(everything=True)
+        self._snapped = None  # the API answers from the new topology at once
         self.metrics.reloaded(True, self.clock())
         log.info("reloaded nodes=%d probes=%d", len(config.topology), len(config.probes))
         return Reload(True)
@@ -230,61 +294,92 @@ class Daemon:
     # --- running ----------------------------------------------------------
 
     async def run(self) -> None:
-        """Probe, serve and record until SIGTERM, SIGINT or `stop()`."""
-        loop = asyncio.get_running_loop()
+        """Probe, serve and record until SIGTERM, SIGINT or `stop()`; then
+        stop within `STOP_S` whatever the load, having finished its writes.
+        `ListenError` when the API cannot listen (nothing was started)."""
+        loop = self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        host, port = self.listen
+        server = self._api = ApiServer(
+            create_app(self),
+            host,
+            port,
+            max_connections=self.config.server.max_connections,
+            header_timeout_s=self.config.server.header_timeout_s,
+        )
+        server.start()  # binds first: a busy port stops the start here
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        host, port = self.listen
-        app = create_app(self)
-        self._server = _Server(
-            uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")
-        )
-        serving = asyncio.create_task(self._server.serve())
         log.info(
             "watching source=%s nodes=%d probes=%d listen=%s:%d open_incidents=%d",
             self.config.source,
             len(self.config.topology),
             len(self.config.probes),
             host,
-            port,
+            server.port,
             self._resumed_incidents,
         )
-        monitoring = asyncio.create_task(self.loop_monitor.run())
+        if self.api_token is None and not _loopback(host):
+            log.warning(
+                "the API listens on %s, beyond this machine, without a token: anyone who "
+                "reaches it can read the estate's state; set %s to guard what changes it "
+                "and the log lines it shows",
+                host,
+                TOKEN_ENV,
+            )
+        tasks = [
+            asyncio.create_task(self.loop_monitor.run()),
+            asyncio.create_task(self._alert_loop()),
+            asyncio.create_task(self._save_loop()),
+        ]
+        if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
+            tasks.append(asyncio.create_task(self._heartbeat_loop()))
         self.scheduler.start()
         self.delivery.start()
-        alerting = asyncio.create_task(self._alert_loop())
-        saving = asyncio.create_task(self._save_loop())
-        beating = None
-        if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
-            beating = asyncio.create_task(self._heartbeat_loop())
         try:
-            stopped = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await self._stopping.wait()
         finally:
-            log.info("stopping")
-            for task in (alerting, beating, saving, monitoring):
-                if task is not None:
-                    task.cancel()
-                    await asyncio.wait({task}, timeout=5)
-            await self.scheduler.shutdown(grace_s=2)
-            # A send cut off here is tried again at the next start.
-            await self.delivery.stop(timeout_s=2)
-            self.save_learned()
-            self._server.should_exit = True
-            await asyncio.wait({serving}, timeout=5)
-            await self._clients.aclose()
-            for _, probe in self._logs.values():
-                probe.close()
-            for sink in self.sinks:
-                await sink.aclose()
-            if self._sink_client is not None:
-                await self._sink_client.aclose()
-            self.store.close()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-            log.info("stopped")
+            await self._shutdown(loop, tasks)
+
+    async def _shutdown(
+        self, loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Task[None]]
+    ) -> None:
+        """Stop everything within `STOP_S`: the API (on its thread) while the
+        rest stops, each step within what is left of the time."""
+        log.info("stopping")
+        deadline = loop.time() + STOP_S
+
+        def left(share: float = 1.0) -> float:
+            return max(0.05, (deadline - loop.time()) * share)
+
+        api = asyncio.create_task(asyncio.to_thread(self._stop_api, 1.5))
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=left(0.1))
+        await self.scheduler.shutdown(grace_s=min(1.0, left(0.25)))
+        # A send cut off here is tried again at the next start.
+        await self.delivery.stop(timeout_s=min(1.0, left(0.3)))
+        self.save_learned()
+        closing = [self._clients.aclose(), *(sink.aclose() for sink in self.sinks)]
+        if self._sink_client is not None:
+            closing.append(self._sink_client.aclose())
+        _, pending = await asyncio.wait(
+            [asyncio.ensure_future(c) for c in closing], timeout=left(0.5)
+        )
+        for task in pending:
+            task.cancel()
+        for _, probe in self._logs.values():
+            probe.close()
+        await asyncio.wait({api}, timeout=left())
+        self.store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+    def _stop_api(self, timeout_s: float) -> None:
+        if self._api is not None:
+            self._api.stop(timeout_s)
 
     def save_learned(self) -> None:
         """Save what the probes learned (latency baselines), so that a
@@ -307,13 +402,66 @@ class Daemon:
     @property
     def port(self) -> int | None:
         """The port actually bound (useful with port 0), once serving."""
-        server = self._server
-        if server is None or not server.started:
-            return None
-        for listener in server.servers:
-            for sock in listener.sockets:
-                return int(sock.getsockname()[1])
-        return None
+        server = self._api
+        return server.port if server is not None and server.running else None
+
+    # --- what the API asks, from its own thread ------------------------------
+
+    async def on_daemon(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`await call()` on the daemon's loop, from the API's thread (or
+        from the loop itself); `Busy` when the loop does not get to it
+        within `API_WAIT_S`."""
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return await call()
+        future = asyncio.run_coroutine_threadsafe(_awaited(call), loop)
+        try:
+            async with asyncio.timeout(API_WAIT_S):
+                return await asyncio.wrap_future(future)
+        except TimeoutError:
+            raise Busy(f"the watchdog's loop did not answer within {API_WAIT_S:g}s") from None
+
+    async def snapshot(self) -> Snapshot:
+        """The state the API answers from, taken on the daemon's loop and
+        kept for `SNAPSHOT_TTL_S`, so that many clients cost it little."""
+
+        async def take() -> Snapshot:
+            return self._snapshot()
+
+        return await self.on_daemon(take)
+
+    def _snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        kept = self._snapped
+        if kept is not None and now - kept[0] < SNAPSHOT_TTL_S:
+            return kept[1]
+        latency = {
+            key: LatencyView(
+                node,
+                key,
+                baseline.window(),
+                baseline.baseline_s,
+                baseline.spread_s,
+                None if baseline.regression is None else baseline.regression.reason,
+            )
+            for node, key, baseline in self.latency.baselines()
+        }
+        snapshot = Snapshot(
+            taken_at=self.clock(),
+            live=self.live.view(),
+            latency=latency,
+            logs={
+                key: (probe.details(private=False), probe.details(private=True))
+                for key, (_, probe) in self._logs.items()
+            },
+            alerts=tuple(self.alerting.alerts),
+        )
+        self._snapped = (now, snapshot)
+        return snapshot
+
+    def outbox_counts(self) -> Mapping[tuple[str, str], int]:
+        """Notifications per (sink, state); safe from any thread."""
+        return self.outbox.counts()
 
     # --- alerts -----------------------------------------------------------
 
@@ -332,6 +480,7 @@ class Daemon:
         if slack is not None:
             if slack.token_env is not None:
                 token = _secret(slack.token_env, "alerts.slack.token_env")
+                self.secrets.add(token)
                 sinks.append(
                     SlackSink(
                         token,
@@ -344,6 +493,7 @@ class Daemon:
                 )
             if slack.webhook_url_env is not None:
                 url = _secret(slack.webhook_url_env, "alerts.slack.webhook_url_env")
+                self.secrets.add(url)
                 sinks.append(SlackWebhookSink(url, link_base=link, templates=templates))
         if alerts.alertmanager_url or alerts.webhook_url or alerts.heartbeat_url:
             self._sink_client = httpx.AsyncClient(timeout=10.0, trust_env=False)
@@ -424,15 +574,6 @@ class Daemon:
             except httpx.HTTPError as err:
                 # The URL may carry a token: name the error, not the URL.
                 log.warning("heartbeat failed error=%s", type(err).__name__)
-
-    def probe_details(self, key: str) -> dict[str, Any] | None:
-        """What a probe learned, for the API: its latency percentiles and
-        baseline, or its log counters and anomalies with their evidence."""
-        latency = self.latency.details(key)
-        if latency is not None:
-            return {"latency": latency}
-        logged = self._logs.get(key)
-        return None if logged is None else {"log": logged[1].details()}
 
     def anomalies(self) -> dict[str, tuple[str, ...]]:
         """The anomalies in force by node (log anomalies, latency
@@ -630,7 +771,6 @@ class Daemon:
         )
         if transitions:
             self._commit(transitions)
-            self._publish(transitions)
         if self.live.ready and not was_ready:
             log.info("ready: every probe has reported")
 
@@ -646,7 +786,7 @@ class Daemon:
                 # Critical nodes and root causes stand out; a farm's fifty
                 # dependents going down with it need not.
                 loud = topology.node(t.node).critical or t.node in t.root_cause
-                log.log(
+                transitions_log.log(
                     logging.WARNING if loud else logging.INFO,
                     "transition node=%s %s -> %s cause=%s",
                     t.node,
@@ -654,29 +794,6 @@ class Daemon:
                     t.new,
                     ",".join(t.root_cause) or "-",
                 )
-
-    def _publish(
-        self, transitions: list[Transition] | None = None, *, everything: bool = False
-    ) -> None:
-        """Bring the node gauges up to date with the live state."""
-        live = self.live
-        states = live.states
-        topology = live.topology
-        # A node that gained or lost its last spare changes no state, so the
-        # spare sets before and after name the gauges to update too.
-        names = (
-            list(topology.nodes)
-            if everything or transitions is None
-            else sorted({t.node for t in transitions} | states.no_spare | self._spare_before)
-        )
-        self._spare_before = states.no_spare
-        observed = live.observed
-        self.metrics.nodes(
-            [(n, topology.node(n).critical, states[n], n in states.no_spare) for n in names],
-            [(n, observed[n]) for n in names if n in observed],
-            drift=[d.node for d in live.drift()],
-            everything=everything,
-        )
 
     def _lag(self, key: str, seconds: float) -> None:
         self.metrics.lag.observe(seconds)

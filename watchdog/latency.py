@@ -70,7 +70,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,6 +84,7 @@ __all__ = [
     "Regression",
     "apply_regression",
     "percentile",
+    "percentiles_of",
     "track_latency",
 ]
 
@@ -183,6 +184,20 @@ def percentile(values: Sequence[float], p: int) -> float:
     return _ranked(sorted(values), int(p))
 
 
+def percentiles_of(samples: Iterable[float]) -> Percentiles | None:
+    """The nearest-rank p50, p95 and p99 of `samples`; `None` when there
+    are none."""
+    ordered = sorted(samples)
+    if not ordered:
+        return None
+    return Percentiles(
+        p50=_ranked(ordered, 50),
+        p95=_ranked(ordered, 95),
+        p99=_ranked(ordered, 99),
+        samples=len(ordered),
+    )
+
+
 def _ranked(ordered: Sequence[float], p: int) -> float:
     """The nearest-rank `p`th percentile of values already sorted."""
     # Integer arithmetic: ceil(p * n / 100) without float rounding.
@@ -250,15 +265,11 @@ class LatencyBaseline:
     def percentiles(self) -> Percentiles | None:
         """The nearest-rank p50, p95 and p99 of the recent window (slow
         answers included); `None` before any sample."""
-        if not self._samples:
-            return None
-        ordered = sorted(self._samples)
-        return Percentiles(
-            p50=_ranked(ordered, 50),
-            p95=_ranked(ordered, 95),
-            p99=_ranked(ordered, 99),
-            samples=len(ordered),
-        )
+        return percentiles_of(self._samples)
+
+    def window(self) -> tuple[float, ...]:
+        """The recent window's latencies, oldest first (a copy)."""
+        return tuple(self._samples)
 
     @property
     def regression(self) -> Regression | None:

@@ -18,7 +18,7 @@ from topology import Action, Impact, State, States, Topology, evaluate, what_if
 from watchdog.config import ProbeConfig
 from watchdog.hysteresis import Hysteresis
 
-__all__ = ["Drift", "LiveState", "NodeStatus", "ProbeStatus"]
+__all__ = ["Drift", "LiveState", "LiveView", "NodeStatus", "ProbeStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,44 @@ class NodeStatus:
     causes: tuple[str, ...]
     no_spare: bool
     probes: tuple[ProbeStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """The live state at one moment: copies of what changes, references to
+    what never does once made (the topology, a `States`). Safe to read from
+    any thread."""
+
+    topology: Topology
+    states: States
+    observed: Mapping[str, State]
+    since: Mapping[str, float]
+    probes_of: Mapping[str, Sequence[str]]
+    last: Mapping[str, ProbeStatus]
+    drift: Sequence[Drift]
+    ready: bool
+
+    def status(self, nodes: Iterable[str] | None = None) -> list[NodeStatus]:
+        """Every node (or those named): observed and effective state, since
+        when, why, and its probes."""
+        states, topology = self.states, self.topology
+        out = []
+        for name in nodes if nodes is not None else topology.nodes:
+            node = topology.node(name)
+            out.append(
+                NodeStatus(
+                    node=name,
+                    kind=node.kind,
+                    critical=node.critical,
+                    observed=self.observed.get(name),
+                    effective=states[name],
+                    since=self.since[name],
+                    causes=states.causes(name),
+                    no_spare=name in states.no_spare,
+                    probes=tuple(self.last[key] for key in self.probes_of.get(name, ())),
+                )
+            )
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,25 +345,25 @@ class LiveState:
     def status(self, nodes: Iterable[str] | None = None) -> list[NodeStatus]:
         """Every node (or those named): observed and effective state, since
         when, why, and its probes."""
-        states = self._states
-        out = []
-        for name in nodes if nodes is not None else self._topology.nodes:
-            node = self._topology.node(name)
-            keys = self._by_node.get(name, [])
-            out.append(
-                NodeStatus(
-                    node=name,
-                    kind=node.kind,
-                    critical=node.critical,
-                    observed=self._observed.get(name),
-                    effective=states[name],
-                    since=self._since[name],
-                    causes=states.causes(name),
-                    no_spare=name in states.no_spare,
-                    probes=tuple(self._last[key] for key in keys),
-                )
-            )
-        return out
+        return self._view(copy=False).status(nodes)
+
+    def view(self) -> LiveView:
+        """This state now, as an immutable copy another thread may read
+        while this one goes on (a few milliseconds at 10,000 nodes)."""
+        return self._view(copy=True)
+
+    def _view(self, *, copy: bool) -> LiveView:
+        return LiveView(
+            topology=self._topology,
+            states=self._states,
+            observed=dict(self._observed) if copy else self._observed,
+            since=dict(self._since) if copy else self._since,
+            # Replaced, never changed in place, on a reload.
+            probes_of=self._by_node,
+            last=dict(self._last) if copy else self._last,
+            drift=tuple(self.drift()) if copy else (),
+            ready=self.ready,
+        )
 
     def drift(self) -> list[Drift]:
         """Nodes probed up while the engine says something they require has

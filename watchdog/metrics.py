@@ -1,22 +1,29 @@
-"""Every Prometheus metric of the daemon, on a registry passed in: one prefix,
+"""The daemon's Prometheus metrics kept in a registry passed in: one prefix,
 units in names, `_total` on counters, label values bounded (node names and
-probe keys, never URLs or error text)."""
+probe keys, never URLs or error text). The node and latency families, which
+change with every state, are written from a snapshot at scrape time
+instead (`watchdog.snapshot.metrics_text`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alerts.transitions import Transition
 from topology import State
-from watchdog.latency import LatencyBaseline
 
-__all__ = ["STATE_VALUES", "Metrics"]
+__all__ = ["Metrics"]
 
-STATE_VALUES = "0 up, 1 unknown, 2 degraded, 3 down"
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -24,7 +31,11 @@ _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class Metrics:
     """The daemon's metrics; each method records one kind of event."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, detail: bool = False) -> None:
+        # Without this, every counter and histogram child has a `_created`
+        # twin in the text format: twice the series for no use to
+        # Prometheus. A switch of the library's, for the whole process.
+        cast(Callable[[], None], disable_created_metrics)()  # untyped in prometheus_client
         self.registry = registry
         self.probe_results = Counter(
             "watchdog_probe_results_total",
@@ -32,41 +43,24 @@ class Metrics:
             ["node", "probe", "state"],
             registry=registry,
         )
-        self.probe_duration = Histogram(
-            "watchdog_probe_duration_seconds",
-            "How long each probe took, failed ones included.",
-            ["node", "probe"],
-            buckets=_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.observed = Gauge(
-            "watchdog_node_observed_state",
-            f"A probed node's observed state ({STATE_VALUES}).",
-            ["node"],
-            registry=registry,
-        )
-        self.effective = Gauge(
-            "watchdog_node_effective_state",
-            f"A node's state after propagation through the topology ({STATE_VALUES}).",
-            ["node", "critical"],
-            registry=registry,
-        )
-        self.no_spare = Gauge(
-            "watchdog_node_no_spare",
-            "1 when a node is up but one failure away: a group is down to its minimum.",
-            ["node"],
-            registry=registry,
+        # Twelve series per probe: only when asked for (`server.metrics_detail`);
+        # the latency percentiles say the same for answers, in three.
+        self.probe_duration = (
+            Histogram(
+                "watchdog_probe_duration_seconds",
+                "How long each probe took, failed ones included.",
+                ["node", "probe"],
+                buckets=_DURATION_BUCKETS,
+                registry=registry,
+            )
+            if detail
+            else None
         )
         self.transitions = Counter(
             "watchdog_transitions_total",
-            "State changes of nodes, as probed (observed) or after propagation (effective).",
+            "State changes of nodes, as probed (observed) or after propagation (effective); "
+            "not the first state learned after a start.",
             ["node", "view"],
-            registry=registry,
-        )
-        self.drift = Gauge(
-            "watchdog_topology_drift",
-            "1 when a node is probed up while the topology says it must be down.",
-            ["node"],
             registry=registry,
         )
         self.in_flight = Gauge(
@@ -109,49 +103,21 @@ class Metrics:
     def result(self, node: str, probe: str, state: State, duration_s: float) -> None:
         """One probe result."""
         self.probe_results.labels(node, probe, str(state)).inc()
-        self.probe_duration.labels(node, probe).observe(duration_s)
+        if self.probe_duration is not None:
+            self.probe_duration.labels(node, probe).observe(duration_s)
 
-    def read_at_scrape(
-        self,
-        outbox: Callable[[], Mapping[tuple[str, str], int]],
-        latency: Callable[[], Iterable[tuple[str, str, LatencyBaseline]]],
-    ) -> None:
-        """Serve the outbox counts per (sink, state) and every probe's
-        latency percentiles, baseline and regression from these sources when
-        /metrics is read, rather than keeping gauges up to date on every
-        alert round and probe result; series of what is gone go with it."""
-        self.registry.register(_Scraped(outbox, latency))
+    def read_at_scrape(self, outbox: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Serve the outbox counts per (sink, state) from `outbox` when
+        /metrics is read (on the API's thread: it must be thread-safe)."""
+        self.registry.register(_Scraped(outbox))
 
     def count(self, transitions: Iterable[Transition]) -> None:
-        """Transitions as they happen."""
+        """Transitions as they happen; learning a state after a start (from
+        unknown) is not a change of the estate, and would make two series
+        per node of every daemon that ever started."""
         for t in transitions:
-            self.transitions.labels(t.node, t.view).inc()
-
-    def nodes(
-        self,
-        effective: Iterable[tuple[str, bool, State, bool]],
-        observed: Iterable[tuple[str, State]],
-        *,
-        drift: Iterable[str],
-        everything: bool = False,
-    ) -> None:
-        """Set the gauges of the nodes given as (node, critical, state,
-        no_spare) and (node, observed state); with `everything`, those are
-        all the nodes and any other series is dropped (after a reload, so no
-        ghost of a removed node stays). `drift` is the whole list of drifting
-        nodes."""
-        if everything:
-            self.effective.clear()
-            self.no_spare.clear()
-            self.observed.clear()
-        for node, critical, state, no_spare in effective:
-            self.effective.labels(node, "true" if critical else "false").set(int(state))
-            self.no_spare.labels(node).set(1 if no_spare else 0)
-        for node, state in observed:
-            self.observed.labels(node).set(int(state))
-        self.drift.clear()
-        for node in drift:
-            self.drift.labels(node).set(1)
+            if t.old != State.UNKNOWN:
+                self.transitions.labels(t.node, t.view).inc()
 
     def reloaded(self, ok: bool, at: float) -> None:
         """The outcome of a (re)load of the configuration."""
@@ -163,13 +129,8 @@ class Metrics:
 class _Scraped(Collector):
     """The metrics read from their sources at scrape time."""
 
-    def __init__(
-        self,
-        outbox: Callable[[], Mapping[tuple[str, str], int]],
-        latency: Callable[[], Iterable[tuple[str, str, LatencyBaseline]]],
-    ) -> None:
+    def __init__(self, outbox: Callable[[], Mapping[tuple[str, str], int]]) -> None:
         self._outbox = outbox
-        self._latency = latency
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         entries = GaugeMetricFamily(
@@ -179,28 +140,4 @@ class _Scraped(Collector):
         )
         for (sink, state), count in sorted(self._outbox().items()):
             entries.add_metric([sink, state], count)
-        recent = GaugeMetricFamily(
-            "watchdog_probe_latency_recent_seconds",
-            "Percentiles (50, 95, 99) of a probe's latest answers (its window).",
-            labels=["node", "probe", "percentile"],
-        )
-        usual = GaugeMetricFamily(
-            "watchdog_probe_latency_baseline_seconds",
-            "The usual p95 latency of a probe, once learned.",
-            labels=["node", "probe"],
-        )
-        regressed = GaugeMetricFamily(
-            "watchdog_probe_latency_regression",
-            "1 while a probe's latency is well above its baseline.",
-            labels=["node", "probe"],
-        )
-        for node, probe, baseline in self._latency():
-            p = baseline.percentiles()
-            if p is None:
-                continue  # no answer yet
-            for name, value in (("50", p.p50), ("95", p.p95), ("99", p.p99)):
-                recent.add_metric([node, probe, name], value)
-            if baseline.baseline_s is not None:
-                usual.add_metric([node, probe], baseline.baseline_s)
-            regressed.add_metric([node, probe], 1 if baseline.regression else 0)
-        yield from (entries, recent, usual, regressed)
+        yield entries

@@ -164,6 +164,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             saved_at REAL NOT NULL
         )
         """,
+        # Each sink's worker reads its own due entries; the counts per sink
+        # and state (metrics, API) need not read the delivered history.
+        "CREATE INDEX outbox_pending_sink ON outbox (sink, next_attempt_at)"
+        " WHERE state = 'pending'",
+        "CREATE INDEX outbox_sink_state ON outbox (sink, state)",
     ),
 )
 

@@ -201,6 +201,40 @@ async def test_a_farm_going_down_takes_the_critical_service_down_naming_the_farm
     assert all(ended.values())
 
 
+async def test_status_takes_filters_and_refuses_bad_ones(
+    running: tuple[Daemon, httpx.AsyncClient], farm: Target
+) -> None:
+    daemon, client = running
+    await until(daemon.ready)
+    await farm.down()
+
+    async def down() -> list[str]:
+        answer = await client.get("/api/v1/status", params={"state": "down"})
+        return sorted(n["node"] for n in answer.json()["nodes"])
+
+    assert await until(down) == ["farm", "search", "workflow"]
+
+    async def names(**params: Any) -> list[str]:
+        answer = await client.get("/api/v1/status", params=params)
+        assert answer.status_code == 200
+        return [n["node"] for n in answer.json()["nodes"]]
+
+    assert await names(state="down", critical="true") == ["workflow"]
+    assert await names(critical="false", node=["farm", "search"]) == ["farm", "search"]
+    assert await names(state=["up", "degraded"]) == []
+    bad = await client.get(
+        "/api/v1/status", params={"state": "sideways", "critical": "yes", "node": "wrkflow"}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["problems"] == [
+        "state=sideways: expected one of up, unknown, degraded, down",
+        "critical=yes: expected true or false",
+        "node=wrkflow: unknown node 'wrkflow' (did you mean 'workflow'?)",
+    ]
+    unknown = await client.get("/api/v1/status", params={"nodes": "farm"})
+    assert unknown.json()["problems"] == ["unknown parameter 'nodes': use node, state, critical"]
+
+
 async def test_blast_radius_answers_on_live_state(
     running: tuple[Daemon, httpx.AsyncClient],
 ) -> None:
