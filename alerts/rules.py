@@ -366,28 +366,31 @@ class Alerting:
         )
 
     def _folded_summary(self, roots: tuple[str, ...], nodes: list[Failed], now: float) -> str:
-        """`41 failures within 10s that the topology does not explain take
-        critical a down (9m left); 60 other nodes; they may share a cause the
-        topology is missing: 38 of the 41 need farm-0003 (down)`."""
+        """`40 failures within 10s that the topology does not explain
+        (rep-00, rep-01, ... and 30 more) take critical rep-07 down (9m
+        left); 12 other nodes fail with them; they may share a cause the
+        topology is missing: 38 of the 40 need farm-0003 (down)`."""
         failed = self._failed_now
+        shown = ", ".join(roots[:_NAMED]) + (
+            f" and {len(roots) - _NAMED} more" if len(roots) > _NAMED else ""
+        )
         text = (
             f"{len(roots)} failures within {format_duration(self.policy.settle_s)} "
-            "that the topology does not explain"
+            f"that the topology does not explain ({shown})"
         )
         critical = sorted((n for n in nodes if n.critical), key=lambda n: n.node)
         if critical:
             text += " take critical " + ", ".join(
                 f"{n.node} {n.state} ({_clock(n, now)})" for n in critical
             )
-        else:
-            text += " take no critical node down"
-        others = len(nodes) - len(critical)
+        others = sum(1 for n in nodes if not n.critical and n.node not in roots)
         if others:
-            text += f"; {others} other node{'s' if others != 1 else ''}"
+            text += f"; {others} other node{'s' if others != 1 else ''} fail with them"
         shared = self._suspects(roots) if self._suspects is not None else ()
         if shared:
             text += "; they may share a cause the topology is missing: " + ", ".join(
-                f"{'all' if count == len(roots) else count} of the {len(roots)} need {name}"
+                (f"all {count}" if count == len(roots) else f"{count} of the {len(roots)}")
+                + f" need {name}"
                 + (f" ({failed[name]})" if name in failed else "")
                 for name, count in shared
             )

@@ -344,3 +344,80 @@ async def test_a_hanging_slack_server_does_not_delay_the_webhook(
             assert daemon.outbox.counts().get(("slack", "delivered")) is None
             assert daemon.outbox.counts()[("webhook", "delivered")] == 2
         slack.release.set()
+
+
+def storm_estate(flag: Path, state: Path, hook: str) -> str:
+    """A farm with dependents (one critical, one also failing its own
+    probe), four replicated services whose probes fail with the farm though
+    the topology says their other replica carries them, and nodes probed up
+    that the topology says the farm, or those services, take down."""
+    fails = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    ok = "echo 'OK - fine'"
+
+    def probe(command: str) -> str:
+        return (
+            f'    probes: [{{exec: [/bin/sh, -c, "{command}"], interval: 100ms, '
+            "failure_threshold: 1, success_threshold: 1}]\n"
+        )
+
+    text = (
+        f"version: 1\nstate: {{path: {state}}}\n"
+        f"alerts: {{settle: 1s, webhook: {{url: '{hook}'}}}}\nnodes:\n"
+        f"  farm:\n    kind: farm\n{probe(fails)}"
+        "  farm-2: {kind: farm}\n"
+        "  workflow: {critical: true, runs_on: [farm]}\n"
+        f"  batch:\n    runs_on: [farm]\n{probe(fails)}"
+    )
+    text += "".join(f"  svc-{i:02}: {{runs_on: [farm]}}\n" for i in range(20))
+    text += "".join(f"  rep-{i}:\n    runs_on: [farm, farm-2]\n{probe(fails)}" for i in range(4))
+    text += "".join(f"  api-{i}:\n    runs_on: [farm]\n{probe(ok)}" for i in range(3))
+    text += f"  web:\n    depends_on: [rep-1]\n{probe(ok)}"
+    return text
+
+
+async def test_a_farm_storm_gives_one_alert_per_root_cause_and_one_drift_alert_per_cause(
+    tmp_path: Path, serve: Any
+) -> None:
+    hook = Recorder()
+    flag = tmp_path / "farm-ok"
+    flag.touch()
+    async with serve(hook) as receiver:
+        path = tmp_path / "estate.yaml"
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        path.write_text(storm_estate(flag, tmp_path / "state.db", url))
+        async with started(path) as daemon:
+
+            def sent() -> list[dict[str, Any]]:
+                return [json.loads(r.body) for r in hook.requests]
+
+            flag.unlink()
+            await until(lambda: len(sent()) >= 4, awaited="four messages")
+            rounds = daemon.alert_rounds
+            await until(lambda: daemon.alert_rounds >= rounds + 3)
+            fired = {b["alert"]["key"]: b["alert"] for b in sent()}
+            assert [b["event"] for b in sent()] == ["firing"] * 4
+            # Named after the first of them to fail: which one, the race decides.
+            [first] = {k.rpartition(":")[2] for k in fired if ":unexplained:" in k}
+            assert sorted(fired) == [
+                "drift:farm",
+                f"drift:unexplained:{first}",
+                "outage:farm",
+                f"outage:unexplained:{first}",
+            ]
+            farm = fired["outage:farm"]
+            assert [c["node"] for c in farm["critical"]] == ["workflow"]
+            assert "batch" in farm["collateral"]
+            assert len(farm["collateral"]) == 1 + 20 + 3  # batch, svc-*, api-*
+            folded = fired[f"outage:unexplained:{first}"]
+            assert folded["root_cause"] == ["rep-0", "rep-1", "rep-2", "rep-3"]
+            assert folded["summary"] == (
+                "4 failures within 1s that the topology does not explain (rep-0, rep-1, rep-2, "
+                "rep-3); 1 other node fail with them; they may share a cause the topology is "
+                "missing: all 4 need farm (down), all 4 need farm-2"
+            )
+            assert fired["drift:farm"]["collateral"] == ["api-0", "api-1", "api-2"]
+            assert fired[f"drift:unexplained:{first}"]["collateral"] == ["web"]
+
+            flag.touch()
+            await until(lambda: len(sent()) >= 8, awaited="four resolutions")
+            assert [b["event"] for b in sent()[4:]] == ["resolved"] * 4

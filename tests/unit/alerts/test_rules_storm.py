@@ -78,10 +78,10 @@ def test_a_farm_outage_with_unexplained_failures_and_drift_is_a_handful_of_messa
     assert [i.node for i in folded.critical] == ["both", "rep-07"]
     assert len(folded.collateral) == 39
     assert folded.summary == (
-        "40 failures within 10s that the topology does not explain take critical "
-        "both down (9m40s left), rep-07 down (9m41s left); 39 other nodes; they may share a "
-        "cause the topology is missing: 38 of the 40 need farm-3 (down), "
-        "35 of the 40 need dc-1"
+        "40 failures within 10s that the topology does not explain (rep-00, rep-01, rep-02, "
+        "rep-03, rep-04, rep-05, rep-06, rep-07, rep-08, rep-09 and 30 more) take critical "
+        "both down (9m40s left), rep-07 down (9m41s left); they may share a cause the "
+        "topology is missing: 38 of the 40 need farm-3 (down), 35 of the 40 need dc-1"
     )
     assert by_key["drift:farm-3"].summary.startswith(
         "375 nodes are probed up, but the topology says farm-3 takes them down: "

@@ -1,0 +1,127 @@
+"""A real `watchdog run` process under `ulimit -n 1024` (soft and hard, as
+systemd gives by default): 1,100 connections to its API that send half a
+request and sit there take no descriptor from the probes. No target is
+reported failed, no transition is recorded, /-/healthy still answers, and
+the log stays a handful of lines."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
+
+LIMIT = 1024
+IDLE = 1100
+PROBES = 40
+
+
+@pytest.fixture
+def target() -> Iterator[int]:
+    """A TCP server on loopback that accepts every connection and closes it."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def limited() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
+
+
+def metric(client: httpx.Client, name: str) -> dict[str, float]:
+    out = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name):
+            labels, _, value = line.rpartition(" ")
+            out[labels] = float(value)
+    return out
+
+
+def test_half_open_connections_under_a_low_descriptor_limit_fail_no_target(
+    tmp_path: Path, target: int, no_proxy: None
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < IDLE + 200:
+        pytest.skip(f"the test process needs {IDLE + 200} descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, IDLE + 200), hard))
+    port = free_port()
+    path = tmp_path / "estate.yaml"
+    nodes = "".join(
+        f"  svc-{i:02}:\n    runs_on: [farm]\n"
+        f"    probes: [{{tcp: '127.0.0.1:{target}', interval: 200ms, timeout: 1s}}]\n"
+        for i in range(PROBES)
+    )
+    path.write_text(
+        f'version: 1\nserver: {{listen: "127.0.0.1:{port}", header_timeout: 30s}}\n'
+        f"state: {{path: {tmp_path / 'state.db'}}}\nnodes:\n  farm: {{kind: farm}}\n{nodes}"
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [WATCHDOG, "run", str(path)], stdout=out, stderr=out, preexec_fn=limited
+        )
+    idle: list[socket.socket] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+
+            def ready() -> bool:
+                try:
+                    return client.get("/-/ready").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            until_blocking(ready)
+            before = metric(client, "watchdog_probe_results_total")
+            for _ in range(IDLE):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends its head
+                idle.append(sock)
+            # Every probe runs several times more while they sit there.
+            runs = sum(before.values()) + 5 * PROBES
+            until_blocking(
+                lambda: sum(metric(client, "watchdog_probe_results_total").values()) >= runs
+            )
+            healthy = client.get("/-/healthy")
+            results = metric(client, "watchdog_probe_results_total")
+            incidents = client.get("/api/v1/incidents", params={"since": "1h"}).json()
+    finally:
+        for sock in idle:
+            sock.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=PROCESS_DEADLINE_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=PROCESS_DEADLINE_S)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert healthy.status_code == 200
+    assert {labels.split('state="')[1].rstrip('"}') for labels in results} == {"up"}
+    assert incidents["incidents"] == []
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert len(text.splitlines()) < 60, text[-3000:]
