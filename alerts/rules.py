@@ -36,6 +36,8 @@ __all__ = ["Alerting", "Failed", "Policy", "Suspects", "TrackedAlert"]
 UNEXPLAINED = "outage:unexplained:"
 # How many node names a summary spells out before counting the rest.
 _NAMED = 10
+# Sets of folded failures whose shared needs are kept worked out.
+_KEPT_SUSPECTS = 64
 
 # What failures that happened together have in common, by the topology:
 # (node, how many of them need it), most shared first.
@@ -121,6 +123,7 @@ class Alerting:
         self._burst_of: dict[str, str] = {}
         self._saved: dict[str, TrackedAlert | None] = {}
         self._failed_now: dict[str, State] = {}
+        self._suspected: dict[tuple[str, ...], Sequence[tuple[str, int]]] = {}
 
     @property
     def alerts(self) -> list[Alert]:
@@ -386,7 +389,7 @@ class Alerting:
         others = sum(1 for n in nodes if not n.critical and n.node not in roots)
         if others:
             text += f"; {others} other node{'s' if others != 1 else ''} fail with them"
-        shared = self._suspects(roots) if self._suspects is not None else ()
+        shared = self._shared(roots)
         if shared:
             text += "; they may share a cause the topology is missing: " + ", ".join(
                 (f"all {count}" if count == len(roots) else f"{count} of the {len(roots)}")
@@ -395,6 +398,18 @@ class Alerting:
                 for name, count in shared
             )
         return text
+
+    def _shared(self, roots: tuple[str, ...]) -> Sequence[tuple[str, int]]:
+        """What `roots` need in common, worked out once per set of roots: a
+        walk of the topology below each of them."""
+        if self._suspects is None:
+            return ()
+        found = self._suspected.get(roots)
+        if found is None:
+            if len(self._suspected) > _KEPT_SUSPECTS:
+                self._suspected.clear()
+            found = self._suspected[roots] = self._suspects(roots)
+        return found
 
     def _due(self, tracked: _Tracked, now: float) -> list[Notification]:
         alert, policy = tracked.alert, self.policy

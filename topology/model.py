@@ -248,9 +248,14 @@ class Topology:
             for need in self.downstream_of(name):
                 if need not in given:
                     counts[need] = counts.get(need, 0) + 1
-        depth = {need: len(self.downstream_of(need)) for need in counts}
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], -depth[item[0]], item[0]))
-        return ranked[:limit]
+        if not counts:
+            return []
+        # Only the nodes that can still make the cut are weighed for depth.
+        cut = sorted(counts.values(), reverse=True)[: max(1, limit)][-1]
+        close = [(need, n) for need, n in counts.items() if n >= cut]
+        depth = {need: len(self.downstream_of(need)) for need, _ in close}
+        close.sort(key=lambda item: (-item[1], -depth[item[0]], item[0]))
+        return close[:limit]
 
     def dependent_groups(self, name: str) -> tuple[tuple[str, Group], ...]:
         """Each (owner, group) pair whose group has `name` as a member."""
