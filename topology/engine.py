@@ -111,7 +111,16 @@ class States(Mapping[str, State]):
         run.state[name] = int(observed)
         changed = run.propagate(self._topology.index, [name])
         changed.add(name)
-        return States(self._topology, run), frozenset(changed)
+        states = States(self._topology, run)
+        if self._causes:
+            # A node's causes depend only on what lies below it: those of
+            # nodes above nothing that changed are still right (a farm's
+            # thousand dependents are not walked again for each failure
+            # beside it).
+            stale = self._topology.upstream_of(changed)
+            states._causes = {n: c for n, c in self._causes.items() if n not in stale}
+            states._roots = {n: r for n, r in self._roots.items() if n not in stale}
+        return states, frozenset(changed)
 
     def causes(self, name: str) -> tuple[str, ...]:
         """The root causes of a degraded or down node: the failed nodes, found

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 __all__ = [
     "DEFAULT_RECOVERY_TARGET_CRITICAL_S",
@@ -95,6 +96,31 @@ class Node:
         """Every node this one names in any of its groups."""
         return frozenset(m for g in self.groups for m in g.members)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable (the API runs in a process of its own): the labels'
+        # read-only view is not, a dict is.
+        return (
+            _node,
+            (
+                self.name,
+                self.kind,
+                self.critical,
+                self.recovery_target_s,
+                self.groups,
+                dict(self.labels),
+                self.description,
+                self.probed,
+                self.line,
+            ),
+        )
+
+
+def _node(*fields: Any) -> Node:
+    name, kind, critical, target, groups, labels, description, probed, line = fields
+    return Node(
+        name, kind, critical, target, groups, MappingProxyType(labels), description, probed, line
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class Index:
@@ -124,7 +150,7 @@ class Topology:
     Iteration order is by name, so nothing depends on the order of the file.
     """
 
-    __slots__ = ("_nodes", "_recovery_targets", "index", "source")
+    __slots__ = ("_defaults", "_depths", "_nodes", "_recovery_targets", "index", "source")
 
     def __init__(
         self,
@@ -135,6 +161,8 @@ class Topology:
         source: str = "<topology>",
     ) -> None:
         self.source = source
+        self._defaults = (recovery_target_critical_s, recovery_target_non_critical_s)
+        self._depths: dict[str, int] = {}  # Topology.depth's answers
         by_name: dict[str, Node] = {}
         for node in nodes:
             if node.name in by_name:
@@ -184,6 +212,12 @@ class Topology:
             ),
         )
         self._recovery_targets: Mapping[str, float] = targets
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, built again from its nodes on the other side: the
+        # indexes are cheaper to make than to carry.
+        critical, non_critical = self._defaults
+        return (_topology, (tuple(self._nodes.values()), critical, non_critical, self.source))
 
     @property
     def nodes(self) -> Mapping[str, Node]:
@@ -248,14 +282,41 @@ class Topology:
             for need in self.downstream_of(name):
                 if need not in given:
                     counts[need] = counts.get(need, 0) + 1
-        if not counts:
-            return []
-        # Only the nodes that can still make the cut are weighed for depth.
-        cut = sorted(counts.values(), reverse=True)[: max(1, limit)][-1]
-        close = [(need, n) for need, n in counts.items() if n >= cut]
-        depth = {need: len(self.downstream_of(need)) for need, _ in close}
-        close.sort(key=lambda item: (-item[1], -depth[item[0]], item[0]))
-        return close[:limit]
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], -self.depth(item[0]), item[0]))
+        return ranked[:limit]
+
+    def depth(self, name: str) -> int:
+        """How many levels of requirements lie below `name` (0 for a node
+        that needs nothing): a host above its farm is deeper. Worked out
+        once per node; a cycle counts as its way out."""
+        known = self._depths
+        if name in known:
+            return known[name]
+        # Depth-first, without recursion (chains can be thousands long).
+        stack = [(name, iter(self._members(name)))]
+        on_path = {name}
+        best = {name: 0}
+        while stack:
+            node, members = stack[-1]
+            for member in members:
+                if member in known:
+                    best[node] = max(best[node], known[member] + 1)
+                elif member not in on_path:
+                    on_path.add(member)
+                    best[member] = 0
+                    stack.append((member, iter(self._members(member))))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node)
+                known[node] = best[node]
+                if stack:
+                    parent = stack[-1][0]
+                    best[parent] = max(best[parent], known[node] + 1)
+        return known[name]
+
+    def _members(self, name: str) -> list[str]:
+        return [m for group in self._nodes[name].groups for m in group.members]
 
     def dependent_groups(self, name: str) -> tuple[tuple[str, Group], ...]:
         """Each (owner, group) pair whose group has `name` as a member."""
@@ -278,3 +339,14 @@ class Topology:
             if group.via == "runs_on":
                 hosted.setdefault(member, set()).add(name)
         return {name: frozenset(nodes) for name, nodes in sorted(hosted.items())}
+
+
+def _topology(
+    nodes: tuple[Node, ...], critical: float, non_critical: float, source: str
+) -> Topology:
+    return Topology(
+        nodes,
+        recovery_target_critical_s=critical,
+        recovery_target_non_critical_s=non_critical,
+        source=source,
+    )

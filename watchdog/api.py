@@ -1,43 +1,50 @@
 """The HTTP API: metrics, health, live status, blast radius on live state,
-incidents, alerts, maneuvers, and reload. Read-only endpoints need no
-credentials; mutating ones (reload, maneuvers, silences) need the bearer
+incidents, alerts, maneuvers, silences and reload. Read-only endpoints need
+no credentials; mutating ones (reload, maneuvers, silences) need the bearer
 token from the daemon's environment, and so do log samples as read.
 
-The API runs on a thread of its own (`watchdog.http_server`), never on the
-loop that runs the probes: answers are built from an immutable snapshot in
-a worker thread, and what changes the daemon's state runs on its loop
-(`Backend.on_daemon`). `/-/healthy` and `/-/ready` read two flags and touch
-neither."""
+It runs in the API process (`watchdog.api_process`), never in the daemon's:
+answers are built from a `View` of the daemon's state (in a worker thread
+when large), and what only the daemon can do (the store, maneuvers,
+silences, reload) is asked of it with `Backend.call`. `/-/healthy` and
+`/-/ready` read two flags and wait for nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from alerts.model import Notification
 from topology import ACTION_KINDS, Action, State, parse_duration, what_if
 from topology.document import suggest
 from watchdog.config import TOKEN_ENV
-from watchdog.live import LiveState
-from watchdog.maneuvers import Maneuver, ManeuverError, Maneuvers
-from watchdog.silences import Silence, SilenceError, Silences
-from watchdog.snapshot import Snapshot, metrics_text, status_json
+from watchdog.http_server import ApiCounts
+from watchdog.snapshot import View, metrics_text, status_json
 
-__all__ = ["TOKEN_ENV", "Backend", "Busy", "Reload", "create_app"]
+__all__ = ["TOKEN_ENV", "Backend", "Busy", "CallRefused", "Reload", "create_app"]
+
+# The Prometheus text format, version 0.0.4.
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Busy(Exception):
-    """The daemon's loop did not take the request in time: 503."""
+    """The daemon did not answer in time (or has not said anything yet): 503."""
+
+
+class CallRefused(Exception):
+    """The daemon refused a call, with the status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +56,9 @@ class Reload:
 
 
 class Backend(Protocol):
-    """What the API needs of the daemon. `healthy`, `ready`, `now`,
-    `incidents`, `outbox_counts` and the stores' reads are safe from any
-    thread; everything else runs on the daemon's loop through
-    `on_daemon`."""
+    """The daemon as the API sees it."""
 
-    maneuvers: Maneuvers
-    silences: Silences
     api_token: str | None
-    registry: CollectorRegistry
-    live: LiveState  # on the daemon's loop only
 
     def healthy(self) -> bool: ...
 
@@ -66,27 +66,18 @@ class Backend(Protocol):
 
     def now(self) -> float: ...
 
-    def incidents(self, since: float, node: str | None = None) -> Sequence[dict[str, Any]]: ...
+    def api_counts(self) -> ApiCounts | None: ...
 
-    def outbox_counts(self) -> Mapping[tuple[str, str], int]: ...
-
-    async def snapshot(self) -> Snapshot:
-        """The daemon's state now, taken on its loop (cached briefly)."""
+    async def view(self) -> View:
+        """The daemon's state as of its latest update; `Busy` before one."""
         ...
 
-    async def on_daemon(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`await call()` on the daemon's loop, its result or exception
-        handed back here."""
+    async def call(self, op: str, **args: Any) -> Any:
+        """Have the daemon do `op` (see `Daemon.api_call`): its answer,
+        `CallRefused` if it refuses, `Busy` if it does not answer."""
         ...
 
-    def reload(self) -> Awaitable[Reload]: ...
 
-    def announce(self, notification: Notification) -> None: ...
-
-    def watch(self) -> None: ...
-
-
-T = TypeVar("T")
 # Filters of /api/v1/status.
 _STATES = {str(state): state for state in State}
 
@@ -107,16 +98,75 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
     return body
 
 
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(json.dumps(value), status_code=status, media_type="application/json")
+
+
+def _outbox_family(counts: Sequence[Sequence[Any]]) -> str:
+    lines = [
+        "# HELP watchdog_outbox_notifications Notifications in the outbox by sink and state "
+        "(pending, delivered, failed).",
+        "# TYPE watchdog_outbox_notifications gauge",
+    ]
+    lines += [
+        f'watchdog_outbox_notifications{{sink="{sink}",state="{state}"}} {float(count)}'
+        for sink, state, count in counts
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _api_family(counts: ApiCounts | None) -> str:
+    if counts is None:
+        return ""
+    lines = [
+        "# HELP watchdog_api_connections Connections open to the API now.",
+        "# TYPE watchdog_api_connections gauge",
+        f"watchdog_api_connections {float(counts.open_connections)}",
+        "# HELP watchdog_api_connections_closed_total Connections the API closed to defend "
+        "itself, by reason (refused at the cap, slow head or body, idle, not reading, too large).",
+        "# TYPE watchdog_api_connections_closed_total counter",
+    ]
+    for reason, value in (
+        ("refused", counts.refused),
+        ("head_timeout", counts.head_timeouts),
+        ("body_timeout", counts.body_timeouts),
+        ("idle", counts.idle_timeouts),
+        ("stalled", counts.stalled),
+        ("too_large", counts.too_large),
+    ):
+        lines.append(f'watchdog_api_connections_closed_total{{reason="{reason}"}} {float(value)}')
+    return "\n".join(lines) + "\n"
+
+
 def create_app(backend: Backend) -> Starlette:
     """The ASGI application over `backend`."""
 
+    def refused(request: Request) -> Response | None:
+        """Mutating endpoints need `Authorization: Bearer <token>`; with no
+        token in the daemon's environment they are disabled."""
+        token = backend.api_token
+        if token is None:
+            message = (
+                f"mutating endpoints are disabled: set {TOKEN_ENV} in the daemon's environment"
+            )
+            return _problems(403, message)
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            message = f"a bearer token is required: Authorization: Bearer ${TOKEN_ENV}"
+            return _problems(401, message)
+        return None
+
     async def metrics(request: Request) -> Response:
-        snapshot = await backend.snapshot()
+        view = await backend.view()
+        registry: bytes = await backend.call("registry")
+        outbox = await backend.call("outbox_counts")
+        counts = backend.api_counts()
 
         def build() -> bytes:
-            return generate_latest(backend.registry) + metrics_text(snapshot).encode()
+            extra = _outbox_family(outbox) + _api_family(counts)
+            return registry + metrics_text(view) + extra.encode()
 
-        return Response(await asyncio.to_thread(build), media_type=CONTENT_TYPE_LATEST)
+        return Response(await asyncio.to_thread(build), media_type=CONTENT_TYPE_METRICS)
 
     async def healthy(request: Request) -> Response:
         ok = backend.healthy()
@@ -144,28 +194,27 @@ def create_app(backend: Backend) -> Starlette:
             if text not in ("true", "false"):
                 problems.append(f"critical={text}: expected true or false")
             critical = text == "true"
-        snapshot = await backend.snapshot()
-        topology = snapshot.live.topology
+        view = await backend.view()
+        topology = view.live.topology
         nodes = query.getlist("node")
         for name in nodes:
             if name not in topology:
-                problems.append(
-                    f"node={name}: unknown node {name!r}{suggest(name, topology.nodes)}"
-                )
+                hint = suggest(name, topology.nodes)
+                problems.append(f"node={name}: unknown node {name!r}{hint}")
         if problems:
             return _problems(400, *problems)
         private = refused(request) is None
 
         def build() -> bytes:
             answer = status_json(
-                snapshot, nodes=nodes, states=wanted, critical=critical, private=private
+                view, nodes=nodes, states=wanted, critical=critical, private=private
             )
             return json.dumps(answer).encode()
 
         return Response(await asyncio.to_thread(build), media_type="application/json")
 
     async def blast_radius(request: Request) -> Response:
-        live = (await backend.snapshot()).live
+        live = (await backend.view()).live
         actions = []
         problems = []
         for kind in ACTION_KINDS:
@@ -182,13 +231,11 @@ def create_app(backend: Backend) -> Starlette:
         if not actions and not problems:
             problems.append("name a maneuver: ?shutdown=NODE, ?drain=NODE or ?restart=NODE")
         if problems:
-            return JSONResponse(
-                {"valid": False, "exit_code": 3, "problems": problems}, status_code=400
-            )
+            return _json({"valid": False, "exit_code": 3, "problems": problems}, 400)
         impact = await asyncio.to_thread(
             lambda: what_if(live.topology, live.observed, actions).to_json()
         )
-        return JSONResponse(impact)
+        return _json(impact)
 
     async def incidents(request: Request) -> Response:
         text = request.query_params.get("since", "30d")
@@ -197,57 +244,26 @@ def create_app(backend: Backend) -> Starlette:
         except ValueError:
             return _problems(400, f"since: bad duration {text!r}: expected e.g. 30d or 12h")
         node = request.query_params.get("node")
-        found = await asyncio.to_thread(backend.incidents, backend.now() - window, node)
-        return JSONResponse({"since_s": window, "incidents": list(found)})
+        found = await backend.call("incidents", since=backend.now() - window, node=node)
+        return _json({"since_s": window, "incidents": found})
 
     async def alerts(request: Request) -> Response:
-        firing = [
-            {
-                "key": a.key,
-                "kind": a.kind,
-                "severity": a.severity,
-                "root_cause": list(a.root_cause),
-                "summary": a.summary,
-                "started_at": a.started_at,
-                "critical": [i.node for i in a.critical],
-                "collateral": len(a.collateral),
-            }
-            for a in (await backend.snapshot()).alerts
-        ]
-        counts = await asyncio.to_thread(backend.outbox_counts)
-        outbox = [
-            {"sink": sink, "state": state, "count": count}
-            for (sink, state), count in sorted(counts.items())
-        ]
-        return JSONResponse({"alerts": firing, "outbox": outbox})
-
-    def refused(request: Request) -> Response | None:
-        """Mutating endpoints need `Authorization: Bearer <token>`; with no
-        token in the daemon's environment they are disabled."""
-        token = backend.api_token
-        if token is None:
-            message = (
-                f"mutating endpoints are disabled: set {TOKEN_ENV} in the daemon's environment"
-            )
-            return _problems(403, message)
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            message = f"a bearer token is required: Authorization: Bearer ${TOKEN_ENV}"
-            return _problems(401, message)
-        return None
+        firing = list((await backend.view()).alerts)
+        counts = await backend.call("outbox_counts")
+        outbox = [{"sink": sink, "state": state, "count": count} for sink, state, count in counts]
+        return _json({"alerts": firing, "outbox": outbox})
 
     async def maneuvers(request: Request) -> Response:
         if request.method == "GET":
-            recent = await asyncio.to_thread(backend.maneuvers.recent)
-            return JSONResponse({"maneuvers": [m.to_json() for m in recent]})
+            return _json({"maneuvers": await backend.call("maneuvers")})
         if (denied := refused(request)) is not None:
             return denied
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
-        topology = (await backend.snapshot()).live.topology
+        topology = (await backend.view()).live.topology
         problems: list[str] = []
-        actions: list[Action] = []
+        actions: list[tuple[str, str]] = []
         raw = body.get("actions")
         for item in raw if isinstance(raw, list) else []:
             kind = item.get("action") if isinstance(item, dict) else None
@@ -258,38 +274,29 @@ def create_app(backend: Backend) -> Starlette:
                 hint = suggest(str(node), topology.nodes)
                 problems.append(f"{kind} {node}: unknown node {node!r}{hint}")
             else:
-                actions.append(Action(kind, node))
+                actions.append((kind, node))
         if not isinstance(raw, list) or not raw:
             problems.append('name the maneuver: {"actions": [{"action": "shutdown", "node": N}]}')
         if problems:
             return _problems(400, *problems)
-
-        async def start() -> Maneuver:
-            maneuver, note = backend.maneuvers.start(
-                backend.live,
-                actions,
-                by=str(body.get("by", "")),
-                reason=str(body.get("reason", "")),
-                force=bool(body.get("force", False)),
-                at=backend.now(),
-            )
-            backend.announce(note)
-            backend.watch()
-            return maneuver
-
-        try:
-            maneuver = await backend.on_daemon(start)
-        except ManeuverError as err:
-            return _problems(err.status, str(err))
-        return JSONResponse(
-            maneuver.to_json(), status_code=409 if maneuver.state == "refused" else 201
+        maneuver, code = await backend.call(
+            "maneuver_start",
+            actions=actions,
+            by=str(body.get("by", "")),
+            reason=str(body.get("reason", "")),
+            force=bool(body.get("force", False)),
         )
+        return _json(maneuver, code)
+
+    async def end_maneuver(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        ident = int(request.path_params["ident"])
+        return _json(await backend.call("maneuver_end", ident=ident))
 
     async def silences(request: Request) -> Response:
-        now = backend.now()
         if request.method == "GET":
-            active = await asyncio.to_thread(backend.silences.active, now)
-            return JSONResponse({"silences": [x.to_json() for x in active]})
+            return _json({"silences": await backend.call("silences")})
         if (denied := refused(request)) is not None:
             return denied
         body = await _json_object(request)
@@ -307,67 +314,38 @@ def create_app(backend: Backend) -> Starlette:
             message = f"for: bad duration {body.get('for')!r}: e.g. 2h"
             return _problems(400, message)
         node = body.get("node")
-
-        async def add() -> Silence:
-            silence, note = backend.silences.add(
-                backend.live,
-                node=node if isinstance(node, str) else None,
-                label=label,
-                duration_s=duration,
-                by=str(body.get("by", "")),
-                reason=str(body.get("reason", "")),
-                force=bool(body.get("force", False)),
-                at=now,
-            )
-            backend.announce(note)
-            return silence
-
-        try:
-            silence = await backend.on_daemon(add)
-        except SilenceError as err:
-            return _problems(err.status, str(err))
-        return JSONResponse(silence.to_json(), status_code=201)
+        silence = await backend.call(
+            "silence_add",
+            node=node if isinstance(node, str) else None,
+            label=label,
+            duration_s=duration,
+            by=str(body.get("by", "")),
+            reason=str(body.get("reason", "")),
+            force=bool(body.get("force", False)),
+        )
+        return _json(silence, 201)
 
     async def expire_silence(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
         ident = int(request.path_params["ident"])
-
-        async def expire() -> Silence:
-            return backend.silences.expire(ident, backend.now())
-
-        try:
-            silence = await backend.on_daemon(expire)
-        except SilenceError as err:
-            return _problems(err.status, str(err))
-        return JSONResponse({**silence.to_json(), "expired": True})
-
-    async def end_maneuver(request: Request) -> Response:
-        if (denied := refused(request)) is not None:
-            return denied
-        ident = int(request.path_params["ident"])
-
-        async def end() -> Maneuver:
-            maneuver, note = backend.maneuvers.end(backend.live, ident, backend.now())
-            backend.announce(note)
-            backend.watch()
-            return maneuver
-
-        try:
-            maneuver = await backend.on_daemon(end)
-        except ManeuverError as err:
-            return _problems(err.status, str(err))
-        return JSONResponse(maneuver.to_json())
+        silence = await backend.call("silence_expire", ident=ident)
+        return _json({**silence, "expired": True})
 
     async def reload(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        outcome = await backend.on_daemon(backend.reload)
-        if outcome.ok:
-            return JSONResponse({"reloaded": True})
-        return JSONResponse(
-            {"reloaded": False, "problems": list(outcome.problems)}, status_code=400
-        )
+        ok, problems = await backend.call("reload")
+        if ok:
+            return _json({"reloaded": True})
+        return _json({"reloaded": False, "problems": list(problems)}, 400)
+
+    async def busy(request: Request, exc: Exception) -> Response:
+        return _problems(503, str(exc))
+
+    async def call_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CallRefused)
+        return _problems(exc.status, str(exc))
 
     routes = [
         Route("/metrics", metrics),
@@ -383,8 +361,4 @@ def create_app(backend: Backend) -> Starlette:
         Route("/api/v1/silences", silences, methods=["GET", "POST"]),
         Route("/api/v1/silences/{ident:int}", expire_silence, methods=["DELETE"]),
     ]
-
-    async def busy(request: Request, exc: Exception) -> Response:
-        return _problems(503, str(exc))
-
-    return Starlette(routes=routes, exception_handlers={Busy: busy})
+    return Starlette(routes=routes, exception_handlers={Busy: busy, CallRefused: call_refused})

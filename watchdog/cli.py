@@ -371,7 +371,9 @@ def _run(args: argparse.Namespace) -> int:
             )
         listen = (host.strip("[]"), int(port))
     try:
-        daemon = Daemon(args.file, listen=listen, secrets=handler.secrets)
+        daemon = Daemon(
+            args.file, listen=listen, secrets=handler.secrets, log_format=args.log_format
+        )
     except InvalidInput as err:
         return _invalid(args, err)
     except (StoreError, StartError) as err:

@@ -6,6 +6,8 @@ shows it all. Nothing imports this module but the CLI."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -13,12 +15,12 @@ import os
 import signal
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.delivery import Delivery
 from alerts.model import Alert, Notification, Sink, SinkError
@@ -30,15 +32,16 @@ from alerts.sinks.slack import SlackSink, SlackWebhookSink
 from alerts.sinks.webhook import WebhookSink
 from alerts.templates import Templates
 from alerts.transitions import Transition
-from topology import InvalidInput, State, format_duration
+from topology import Action, InvalidInput, State, format_duration
 from watchdog.alert_state import AlertState
-from watchdog.api import TOKEN_ENV, Busy, Reload, create_app
+from watchdog.api import TOKEN_ENV, Reload
+from watchdog.api_link import ApiLink, CallError, Settings
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
-from watchdog.http_server import ApiServer
+from watchdog.http_server import ApiLimits
 from watchdog.latency_watch import LatencyWatch
 from watchdog.live import LiveState
 from watchdog.logs import Secrets
-from watchdog.maneuvers import Maneuvers
+from watchdog.maneuvers import ManeuverError, Maneuvers
 from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
 from watchdog.probe_state import ProbeState
@@ -47,8 +50,8 @@ from watchdog.probes.log import LogProbe, LogSpec
 from watchdog.probes.result import inconclusive
 from watchdog.scheduler import ProbeScheduler
 from watchdog.selfcheck import Impairment, LoopMonitor
-from watchdog.silences import Silences
-from watchdog.snapshot import LatencyView, Snapshot
+from watchdog.silences import SilenceError, Silences
+from watchdog.snapshot import Update
 from watchdog.store import Store, StoreError
 
 __all__ = ["Daemon", "StartError"]
@@ -66,10 +69,13 @@ SAVE_INTERVAL_S = 300.0
 # SIGTERM to exit, whatever the load: systemd's default stop timeout is 90 s,
 # but an operator's Ctrl-C should not wait.
 STOP_S = 4.0
-# How long an API request waits for the daemon's loop before a 503.
-API_WAIT_S = 10.0
-# How long one snapshot answers the API: many clients, one copy.
-SNAPSHOT_TTL_S = 0.5
+# Non-critical nodes going down (or up) together for one cause are logged
+# one by one up to this many, then in one line.
+_TOLD_ONE_BY_ONE = 10
+# How often, at most, the API process is told what changed; and at least
+# (its /-/healthy hears the daemon's loop through these).
+PUBLISH_S = 0.25
+HEARTBEAT_S = 1.0
 
 T = TypeVar("T")
 
@@ -123,6 +129,31 @@ def _config_secrets(config: DaemonConfig) -> list[str]:
     return found
 
 
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    """An alert in force, as /api/v1/alerts shows it."""
+    return {
+        "key": alert.key,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "root_cause": list(alert.root_cause),
+        "summary": alert.summary,
+        "started_at": alert.started_at,
+        "critical": [i.node for i in alert.critical],
+        "collateral": len(alert.collateral),
+    }
+
+
+def _log_transition(level: int, t: Transition) -> None:
+    transitions_log.log(
+        level,
+        "transition node=%s %s -> %s cause=%s",
+        t.node,
+        t.old,
+        t.new,
+        ",".join(t.root_cause) or "-",
+    )
+
+
 def _loopback(host: str) -> bool:
     """Whether `host` is this machine only (a name is taken at its word)."""
     if host == "localhost":
@@ -131,10 +162,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-async def _awaited(call: Callable[[], Awaitable[T]]) -> T:
-    return await call()
 
 
 class Daemon:
@@ -154,6 +181,7 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         listen: tuple[str, int] | None = None,
         secrets: Secrets | None = None,
+        log_format: str = "text",
     ) -> None:
         self.path = Path(path)
         self.clock = clock
@@ -176,6 +204,8 @@ class Daemon:
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
+        # The history is written by a thread of its own, in order.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "watchdog-store")
         resumed = {i.node: i.started_at for i in self.store.open_incidents()}
         self.live.resume(resumed)
         self._resumed_incidents = len(resumed)
@@ -183,6 +213,7 @@ class Daemon:
         # The watchdog's own trouble, told apart from the estate's.
         self.loop_monitor = LoopMonitor()
         self.impairment = Impairment()
+        self.metrics.stall.set_function(lambda: self.loop_monitor.worst_s)
         self.latency = LatencyWatch(self.probe_state)
         self.latency.replace(self.config.probes)
         self._clients = HttpClients()
@@ -215,7 +246,6 @@ class Daemon:
         self.alert_state = AlertState(self.store)
         self.alerting.restore(self.alert_state.load())
         self.outbox = Outbox(self.store)
-        self.metrics.read_at_scrape(self.outbox.counts)
         self.silences = Silences(self.store)
         self.api_token = os.environ.get(TOKEN_ENV) or None
         if self.api_token is not None:
@@ -225,8 +255,9 @@ class Daemon:
         self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._api: ApiServer | None = None
-        self._snapped: tuple[float, Snapshot] | None = None
+        self._api: ApiLink | None = None
+        self._changed = asyncio.Event()
+        self.log_format = log_format
         self.metrics.reloaded(True, clock())
 
     # --- what the API asks ------------------------------------------------
@@ -281,12 +312,12 @@ class Daemon:
         self.latency.replace(config.probes)
         transitions = self.live.replace(config.topology, config.probes)
         if removed:
-            # Nothing will report them up again: their open incidents end now.
-            ended = self.store.end_incidents(removed, self.clock())
-            log.info("reload removed nodes=%d ended_incidents=%d", len(removed), ended)
+            # Nothing will report them up again: their open incidents end now
+            # (after the transitions already queued for the store).
+            self._write(self.store.end_incidents, removed, self.clock())
+            log.info("reload removed nodes=%d", len(removed))
         self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
-        self._snapped = None  # the API answers from the new topology at once
         self.metrics.reloaded(True, self.clock())
         log.info("reloaded nodes=%d probes=%d", len(config.topology), len(config.probes))
         return Reload(True)
@@ -300,12 +331,17 @@ class Daemon:
         loop = self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         host, port = self.listen
-        server = self._api = ApiServer(
-            create_app(self),
-            host,
-            port,
-            max_connections=self.config.server.max_connections,
-            header_timeout_s=self.config.server.header_timeout_s,
+        settings = Settings(
+            limits=ApiLimits(
+                max_connections=self.config.server.max_connections,
+                header_timeout_s=self.config.server.header_timeout_s,
+            ),
+            api_token=self.api_token,
+            log_format=self.log_format,
+            secrets=self.secrets.values(),
+        )
+        server = self._api = ApiLink(
+            host, port, settings, self.api_call, lambda: self._update(full=True)
         )
         server.start()  # binds first: a busy port stops the start here
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -332,6 +368,7 @@ class Daemon:
             asyncio.create_task(self.loop_monitor.run()),
             asyncio.create_task(self._alert_loop()),
             asyncio.create_task(self._save_loop()),
+            asyncio.create_task(self._publish_loop()),
         ]
         if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
             tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -353,7 +390,7 @@ class Daemon:
         def left(share: float = 1.0) -> float:
             return max(0.05, (deadline - loop.time()) * share)
 
-        api = asyncio.create_task(asyncio.to_thread(self._stop_api, 1.5))
+        api = asyncio.create_task(self._api.stop(1.5) if self._api else asyncio.sleep(0))
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=left(0.1))
@@ -372,14 +409,12 @@ class Daemon:
         for _, probe in self._logs.values():
             probe.close()
         await asyncio.wait({api}, timeout=left())
+        # What the store's thread was given is written before the store closes.
+        await asyncio.to_thread(self._writer.shutdown, wait=True)
         self.store.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("stopped")
-
-    def _stop_api(self, timeout_s: float) -> None:
-        if self._api is not None:
-            self._api.stop(timeout_s)
 
     def save_learned(self) -> None:
         """Save what the probes learned (latency baselines), so that a
@@ -402,66 +437,128 @@ class Daemon:
     @property
     def port(self) -> int | None:
         """The port actually bound (useful with port 0), once serving."""
-        server = self._api
-        return server.port if server is not None and server.running else None
+        api = self._api
+        return api.port if api is not None and api.running else None
 
-    # --- what the API asks, from its own thread ------------------------------
+    # --- the API process -----------------------------------------------------
 
-    async def on_daemon(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`await call()` on the daemon's loop, from the API's thread (or
-        from the loop itself); `Busy` when the loop does not get to it
-        within `API_WAIT_S`."""
-        loop = self._loop
-        if loop is None or loop is asyncio.get_running_loop():
-            return await call()
-        future = asyncio.run_coroutine_threadsafe(_awaited(call), loop)
+    async def api_call(self, op: str, args: Mapping[str, Any]) -> Any:
+        """Do what the API process asks (on the daemon's loop); JSON-shaped
+        answers. Store reads run in a thread; `CallError` for a refusal."""
+        if op == "registry":
+            return await asyncio.to_thread(generate_latest, self.registry)
+        if op == "outbox_counts":
+            counts = await asyncio.to_thread(self.outbox.counts)
+            return [[sink, state, n] for (sink, state), n in sorted(counts.items())]
+        if op == "incidents":
+            return await asyncio.to_thread(self.incidents, args["since"], args["node"])
+        if op == "maneuvers":
+            return [m.to_json() for m in await asyncio.to_thread(self.maneuvers.recent)]
+        if op == "silences":
+            active = await asyncio.to_thread(self.silences.active, self.clock())
+            return [x.to_json() for x in active]
+        if op == "reload":
+            outcome = await self.reload()
+            if outcome.ok and self._api is not None:
+                # Queued before the answer: the API answers from the new file at once.
+                self._api.publish(self._update(full=True))
+            return outcome.ok, list(outcome.problems)
         try:
-            async with asyncio.timeout(API_WAIT_S):
-                return await asyncio.wrap_future(future)
-        except TimeoutError:
-            raise Busy(f"the watchdog's loop did not answer within {API_WAIT_S:g}s") from None
+            return self._change(op, args)
+        except (ManeuverError, SilenceError) as err:
+            raise CallError(err.status, str(err)) from None
 
-    async def snapshot(self) -> Snapshot:
-        """The state the API answers from, taken on the daemon's loop and
-        kept for `SNAPSHOT_TTL_S`, so that many clients cost it little."""
-
-        async def take() -> Snapshot:
-            return self._snapshot()
-
-        return await self.on_daemon(take)
-
-    def _snapshot(self) -> Snapshot:
-        now = time.monotonic()
-        kept = self._snapped
-        if kept is not None and now - kept[0] < SNAPSHOT_TTL_S:
-            return kept[1]
-        latency = {
-            key: LatencyView(
-                node,
-                key,
-                baseline.window(),
-                baseline.baseline_s,
-                baseline.spread_s,
-                None if baseline.regression is None else baseline.regression.reason,
+    def _change(self, op: str, args: Mapping[str, Any]) -> Any:
+        """The API's calls that change the daemon: maneuvers and silences."""
+        now = self.clock()
+        if op == "maneuver_start":
+            maneuver, note = self.maneuvers.start(
+                self.live,
+                [Action(kind, node) for kind, node in args["actions"]],
+                by=args["by"],
+                reason=args["reason"],
+                force=args["force"],
+                at=now,
             )
-            for node, key, baseline in self.latency.baselines()
-        }
-        snapshot = Snapshot(
+            self.announce(note)
+            self.watch()
+            return maneuver.to_json(), 409 if maneuver.state == "refused" else 201
+        if op == "maneuver_end":
+            maneuver, note = self.maneuvers.end(self.live, args["ident"], now)
+            self.announce(note)
+            self.watch()
+            return maneuver.to_json()
+        if op == "silence_add":
+            label = args["label"]
+            silence, note = self.silences.add(
+                self.live,
+                node=args["node"],
+                label=tuple(label) if label is not None else None,
+                duration_s=args["duration_s"],
+                by=args["by"],
+                reason=args["reason"],
+                force=args["force"],
+                at=now,
+            )
+            self.announce(note)
+            return silence.to_json()
+        if op == "silence_expire":
+            return self.silences.expire(args["ident"], now).to_json()
+        raise CallError(404, f"no such call {op!r}")
+
+    async def _publish_loop(self) -> None:
+        """Tell the API process what changed: soon after a change (at most
+        every PUBLISH_S), and every HEARTBEAT_S whatever happens."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT_S):
+                    await self._changed.wait()
+            self._changed.clear()
+            if self._api is not None:
+                self._api.publish(self._update(full=False))
+            await asyncio.sleep(PUBLISH_S)
+
+    def _update(self, *, full: bool) -> Update:
+        """What changed since the last update (everything, when `full` or
+        when the live state says so: a reload)."""
+        live, metrics = self.live, self.metrics
+        changes = live.take_changes()
+        latency = self.latency.take_changes()
+        results, transitions = metrics.take_changes()
+        full = full or changes is None
+        update = Update(
+            full=full,
             taken_at=self.clock(),
-            live=self.live.view(),
-            latency=latency,
+            settled=live.settled,
+            ready=live.ready,
+            healthy=self.healthy(),
+            drift=tuple(live.drift()),
             logs={
                 key: (probe.details(private=False), probe.details(private=True))
                 for key, (_, probe) in self._logs.items()
             },
-            alerts=tuple(self.alerting.alerts),
+            alerts=tuple(_alert_json(a) for a in self.alerting.alerts),
         )
-        self._snapped = (now, snapshot)
-        return snapshot
-
-    def outbox_counts(self) -> Mapping[tuple[str, str], int]:
-        """Notifications per (sink, state); safe from any thread."""
-        return self.outbox.counts()
+        if full:
+            update.topology = live.topology
+            update.probes_of = {n: tuple(keys) for n, keys in live.probes_of.items()}
+            update.observed = dict(live.observed)
+            update.since = dict(live.since)
+            update.last = dict(live.last)
+            update.latency = dict(self.latency.views())
+            update.results = dict(metrics.results)
+            update.transitions = dict(metrics.transitions)
+            return update
+        assert changes is not None
+        nodes, probes = changes
+        observed, since, last = live.observed, live.since, live.last
+        update.observed = {n: observed[n] for n in nodes if n in observed}
+        update.since = {n: since[n] for n in nodes if n in since}
+        update.last = {k: last[k] for k in probes if k in last}
+        update.latency = latency
+        update.results = results
+        update.transitions = transitions
+        return update
 
     # --- alerts -----------------------------------------------------------
 
@@ -632,10 +729,8 @@ class Daemon:
                 dataclasses.replace(f, anomalies=anomalies[f.node]) if f.node in anomalies else f
                 for f in failed
             ]
-        mono = time.monotonic()
-        impaired = self.impairment.alert(
-            now, self.loop_monitor.stalled_s(mono - self.impairment.window_s, mono)
-        )
+        impaired = self.impairment.alert(now)
+        before = len(self.alerting.alerts)
         notes = self.alerting.update(
             now,
             failed,
@@ -643,6 +738,8 @@ class Daemon:
             watched=self.watched,
             extra=[impaired] if impaired is not None else [],
         )
+        if notes or len(self.alerting.alerts) != before:
+            self._changed.set()  # the API shows the alerts in force
         if notes:
             notes = self._unmuted(notes, now)
         # Queued first, then the alert state: a crash between the two makes
@@ -771,29 +868,58 @@ class Daemon:
         )
         if transitions:
             self._commit(transitions)
+            self._changed.set()
         if self.live.ready and not was_ready:
+            self._changed.set()
             log.info("ready: every probe has reported")
 
     def _commit(self, transitions: list[Transition]) -> None:
+        """Transitions into the store (by the store's own thread: a farm's
+        thousands of them must not hold the probes' loop), the metrics and
+        the log."""
         if not transitions:
             return
         topology = self.live.topology
         targets = {t.node: topology.recovery_target_s(t.node) for t in transitions}
-        self.store.record(transitions, recovery_targets=targets)
+        self._write(self.store.record, transitions, recovery_targets=targets)
         self.metrics.count(transitions)
+        quiet: dict[tuple[State, State, tuple[str, ...]], list[str]] = {}
         for t in transitions:
-            if t.view == "effective" and (t.new >= State.DEGRADED or t.old >= State.DEGRADED):
-                # Critical nodes and root causes stand out; a farm's fifty
-                # dependents going down with it need not.
-                loud = topology.node(t.node).critical or t.node in t.root_cause
-                transitions_log.log(
-                    logging.WARNING if loud else logging.INFO,
-                    "transition node=%s %s -> %s cause=%s",
-                    t.node,
-                    t.old,
-                    t.new,
-                    ",".join(t.root_cause) or "-",
-                )
+            if t.view != "effective" or (t.new < State.DEGRADED and t.old < State.DEGRADED):
+                continue
+            # Critical nodes and root causes stand out; a farm's dependents
+            # going down with it are told together.
+            if topology.node(t.node).critical or t.node in t.root_cause:
+                _log_transition(logging.WARNING, t)
+            else:
+                quiet.setdefault((t.old, t.new, t.root_cause), []).append(t.node)
+        for (old, new, causes), nodes in quiet.items():
+            if len(nodes) <= _TOLD_ONE_BY_ONE:
+                for node in nodes:
+                    _log_transition(
+                        logging.INFO, Transition(node, "effective", old, new, 0, causes)
+                    )
+                continue
+            transitions_log.info(
+                "transitions nodes=%d %s -> %s cause=%s first=%s",
+                len(nodes),
+                old,
+                new,
+                ",".join(causes) or "-",
+                ",".join(nodes[:_TOLD_ONE_BY_ONE]),
+            )
+
+    def _write(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run `call` on the store's thread, after what was asked before it;
+        a failure is logged (the history has a gap, the daemon goes on)."""
+
+        def write() -> None:
+            try:
+                call(*args, **kwargs)
+            except StoreError as err:
+                log.error("cannot write the history: %s", err)
+
+        self._writer.submit(write)
 
     def _lag(self, key: str, seconds: float) -> None:
         self.metrics.lag.observe(seconds)

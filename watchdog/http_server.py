@@ -39,6 +39,7 @@ __all__ = [
     "ApiServer",
     "Asgi",
     "ListenError",
+    "listen",
 ]
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,9 @@ class ApiServer:
         body_timeout_s: float = BODY_TIMEOUT_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         max_body_bytes: int = MAX_BODY_BYTES,
+        sock: socket.socket | None = None,
     ) -> None:
+        self._sock = sock  # already listening (bound by another process), or None
         self.limits = ApiLimits(
             max_connections, header_timeout_s, body_timeout_s, idle_timeout_s, max_body_bytes
         )
@@ -455,7 +458,7 @@ class ApiServer:
         started twice or when the thread fails to serve."""
         if self._thread is not None:
             raise RuntimeError("the api server is already started")
-        sock = _listen(self.host, self._port)
+        sock = self._sock if self._sock is not None else listen(self.host, self._port)
         self._port = int(sock.getsockname()[1])
         config = _Config(
             self._app,
@@ -623,7 +626,7 @@ class ApiServer:
             self._stop.set()
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """A socket listening on `host`:`port`, or `ListenError`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock: socket.socket | None = None

@@ -80,6 +80,7 @@ from watchdog.probes.result import ProbeResult, format_seconds
 __all__ = [
     "LatencyBaseline",
     "LatencyRules",
+    "LatencyView",
     "Percentiles",
     "Regression",
     "apply_regression",
@@ -204,6 +205,33 @@ def _ranked(ordered: Sequence[float], p: int) -> float:
     return ordered[(p * len(ordered) + 99) // 100 - 1]
 
 
+@dataclass(frozen=True, slots=True)
+class LatencyView:
+    """One probe's latency as shown (the API, the metrics): its window's
+    percentiles (None before any answer), its baseline and spread (None
+    while learning), the regression in force (its reason), as of a moment."""
+
+    node: str
+    key: str
+    percentiles: Percentiles | None
+    baseline_s: float | None
+    spread_s: float | None
+    regression: str | None
+
+    def details(self) -> dict[str, Any]:
+        """What the API shows of it."""
+        p = self.percentiles
+        return {
+            "samples": p.samples if p else 0,
+            "p50_s": p.p50 if p else None,
+            "p95_s": p.p95 if p else None,
+            "p99_s": p.p99 if p else None,
+            "baseline_p95_s": self.baseline_s,
+            "spread_s": self.spread_s,
+            "regression": self.regression,
+        }
+
+
 class LatencyBaseline:
     """One probe's latency: the recent window's percentiles, the usual
     latency learned from it, and the regression in force, if any.
@@ -220,6 +248,7 @@ class LatencyBaseline:
         "_learning",
         "_normal",
         "_pending",
+        "_percentiles",
         "_regression",
         "_samples",
         "_spread",
@@ -230,6 +259,8 @@ class LatencyBaseline:
     def __init__(self, rules: LatencyRules = _DEFAULT_RULES) -> None:
         self.rules = rules
         self._samples: deque[float] = deque(maxlen=rules.window)
+        # Worked out when asked, kept until the next sample.
+        self._percentiles: Percentiles | None = None
         self._pending: list[float] = []  # the tick in progress
         self._tick_started: float | None = None  # `now` of its first sample
         self._learning: list[float] = []  # the p95s of the ticks learned so far
@@ -252,6 +283,7 @@ class LatencyBaseline:
         if not math.isfinite(now):
             raise ValueError(f"now must be a finite number, not {now}")
         self._samples.append(latency_s)
+        self._percentiles = None
         if not self._pending:
             self._tick_started = now
         self._pending.append(latency_s)
@@ -265,16 +297,26 @@ class LatencyBaseline:
     def percentiles(self) -> Percentiles | None:
         """The nearest-rank p50, p95 and p99 of the recent window (slow
         answers included); `None` before any sample."""
-        return percentiles_of(self._samples)
-
-    def window(self) -> tuple[float, ...]:
-        """The recent window's latencies, oldest first (a copy)."""
-        return tuple(self._samples)
+        if self._percentiles is None:
+            self._percentiles = percentiles_of(self._samples)
+        return self._percentiles
 
     @property
     def regression(self) -> Regression | None:
         """The regression in force now, `None` when there is none."""
         return self._regression
+
+    def view(self, node: str, key: str) -> LatencyView:
+        """What is shown of this baseline now, for probe `key` of `node`."""
+        regression = self._regression
+        return LatencyView(
+            node,
+            key,
+            self.percentiles(),
+            self.baseline_s,
+            self.spread_s,
+            None if regression is None else regression.reason,
+        )
 
     @property
     def baseline_s(self) -> float | None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from watchdog.config import ProbeConfig
-from watchdog.latency import LatencyBaseline, LatencyRules, track_latency
+from watchdog.latency import LatencyBaseline, LatencyRules, LatencyView, track_latency
 from watchdog.probe_state import ProbeState
 from watchdog.probes import ProbeResult
 
@@ -36,6 +36,8 @@ class LatencyWatch:
         self._baselines: dict[str, LatencyBaseline] = {}
         self._specs: dict[str, str] = {}
         self._nodes: dict[str, str] = {}
+        # Probes whose view changed since `take_changes` last said.
+        self._dirty: set[str] = set()
 
     def replace(self, probes: Iterable[ProbeConfig]) -> None:
         """Follow the probes of the file: a probe whose target or checks
@@ -58,13 +60,31 @@ class LatencyWatch:
                 baselines[probe.key] = LatencyBaseline(self.rules)
             else:
                 baselines[probe.key] = self._load(probe.key, probe.spec)
+        self._dirty |= set(self._baselines) | set(baselines)
         self._baselines, self._specs, self._nodes = baselines, specs, nodes
 
     def track(self, key: str, result: ProbeResult, now: float) -> ProbeResult:
         """`result` observed in the probe's baseline, made degraded when a
         regression is in force (see `watchdog.latency.track_latency`)."""
         baseline = self._baselines.get(key)
-        return result if baseline is None else track_latency(result, baseline, now)
+        if baseline is None:
+            return result
+        self._dirty.add(key)
+        return track_latency(result, baseline, now)
+
+    def views(self) -> dict[str, LatencyView]:
+        """What is shown of every baseline now, by probe key."""
+        return {k: b.view(self._nodes[k], k) for k, b in self._baselines.items()}
+
+    def take_changes(self) -> dict[str, LatencyView | None]:
+        """What is shown of the baselines that changed since the last call
+        (None for those gone), by probe key."""
+        dirty, self._dirty = self._dirty, set()
+        out: dict[str, LatencyView | None] = {}
+        for key in dirty:
+            baseline = self._baselines.get(key)
+            out[key] = None if baseline is None else baseline.view(self._nodes[key], key)
+        return out
 
     def baselines(self) -> list[tuple[str, str, LatencyBaseline]]:
         """(node, probe key, baseline) of every probe with one, by key."""
@@ -78,19 +98,7 @@ class LatencyWatch:
         """What the API shows of probe `key`'s latency: the window's
         percentiles, the baseline and spread, the regression in force."""
         baseline = self._baselines.get(key)
-        if baseline is None:
-            return None
-        p = baseline.percentiles()
-        regression = baseline.regression
-        return {
-            "samples": p.samples if p else 0,
-            "p50_s": p.p50 if p else None,
-            "p95_s": p.p95 if p else None,
-            "p99_s": p.p99 if p else None,
-            "baseline_p95_s": baseline.baseline_s,
-            "spread_s": baseline.spread_s,
-            "regression": None if regression is None else regression.reason,
-        }
+        return None if baseline is None else baseline.view(self._nodes[key], key).details()
 
     def save(self, now: float) -> None:
         """Save every baseline, in one transaction."""

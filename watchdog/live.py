@@ -129,6 +129,11 @@ class LiveState:
         self._resumed: Mapping[str, float] = {}
         self._unreported: set[str] = set()
         self._failed: tuple[States, list[Failed]] | None = None
+        # What changed since `take_changes` last said: nodes (observation,
+        # since) and probes (last result); everything after a reload.
+        self._changed_nodes: set[str] = set()
+        self._changed_probes: set[str] = set()
+        self._changed_all = True
         self._install(probes)
         self._states = evaluate(topology, self._observed)
         self._since: dict[str, float] = dict.fromkeys(topology.nodes, clock())
@@ -177,6 +182,21 @@ class LiveState:
         return MappingProxyType(self._observed)
 
     @property
+    def since(self) -> Mapping[str, float]:
+        """Since when every node has been in its effective state (a view)."""
+        return MappingProxyType(self._since)
+
+    @property
+    def last(self) -> Mapping[str, ProbeStatus]:
+        """Every probe's verdict and latest result, by key (a view)."""
+        return MappingProxyType(self._last)
+
+    @property
+    def probes_of(self) -> Mapping[str, Sequence[str]]:
+        """The probe keys of every probed node."""
+        return MappingProxyType(self._by_node)
+
+    @property
     def states(self) -> States:
         """The effective state of every node."""
         return self._states
@@ -205,12 +225,14 @@ class LiveState:
         hysteresis = self._verdicts[key]
         verdict = hysteresis.state if inconclusive else hysteresis.update(state)
         self._last[key] = ProbeStatus(key, probe.kind, verdict, state, reason, latency_s, now)
+        self._changed_probes.add(key)
         self._unreported.discard(key)
         node = probe.node
         before = self._observed[node]
         after = self._observe(node)
         if after != before:
             self._observed[node] = after
+            self._changed_nodes.add(node)
             self._observations += 1
         if not self._settled:
             # Until every probe has reported once, effective states rest on
@@ -242,10 +264,20 @@ class LiveState:
         for name in sorted(names):
             if old[name] != new[name]:
                 self._since[name] = now
+                self._changed_nodes.add(name)
                 out.append(
                     Transition(name, "effective", old[name], new[name], now, new.causes(name))
                 )
         return out
+
+    def take_changes(self) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The nodes (observation, since when) and probes (last result) that
+        changed since the last call; None when everything may have (a start,
+        a reload): then the whole state is news."""
+        changed = (frozenset(self._changed_nodes), frozenset(self._changed_probes))
+        everything = self._changed_all
+        self._changed_nodes, self._changed_probes, self._changed_all = set(), set(), False
+        return None if everything else changed
 
     def resume(self, started: Mapping[str, float]) -> None:
         """Incidents a restarted daemon finds open: node -> when it started.
@@ -258,6 +290,7 @@ class LiveState:
         """Every probed node's observation, then every effective state, as
         transitions from knowing nothing."""
         out = []
+        self._changed_all = True  # every node's since and state, at once
         for node, seen in sorted(self._observed.items()):
             if seen != State.UNKNOWN:
                 reason = " ".join(self._last[k].last_reason for k in self._by_node[node])
@@ -286,6 +319,7 @@ class LiveState:
         now = self._clock()
         old = self._states
         self._topology = topology
+        self._changed_all = True
         self._install(probes)
         self._states = evaluate(topology, self._observed)
         since = {name: self._since.get(name, now) for name in topology.nodes}
@@ -310,11 +344,23 @@ class LiveState:
         states = self._states
         if self._failed is not None and self._failed[0] is states:
             return list(self._failed[1])
-        out = [
-            self._failed_node(name, state, states.causes(name))
-            for name, state in states.not_up().items()
-            if state >= State.DEGRADED
-        ]
+        # A node whose state, causes and start did not change keeps its record.
+        kept = {f.node: f for f in self._failed[1]} if self._failed is not None else {}
+        out = []
+        for name, state in states.not_up().items():
+            if state < State.DEGRADED:
+                continue
+            causes = states.causes(name)
+            before = kept.get(name)
+            if (
+                before is not None
+                and before.state == state
+                and before.causes == causes
+                and before.since == self._since[name]
+            ):
+                out.append(before)
+            else:
+                out.append(self._failed_node(name, state, causes))
         self._failed = (states, out)
         return list(out)
 
@@ -345,23 +391,17 @@ class LiveState:
     def status(self, nodes: Iterable[str] | None = None) -> list[NodeStatus]:
         """Every node (or those named): observed and effective state, since
         when, why, and its probes."""
-        return self._view(copy=False).status(nodes)
+        return self._view().status(nodes)
 
-    def view(self) -> LiveView:
-        """This state now, as an immutable copy another thread may read
-        while this one goes on (a few milliseconds at 10,000 nodes)."""
-        return self._view(copy=True)
-
-    def _view(self, *, copy: bool) -> LiveView:
+    def _view(self) -> LiveView:
         return LiveView(
             topology=self._topology,
             states=self._states,
-            observed=dict(self._observed) if copy else self._observed,
-            since=dict(self._since) if copy else self._since,
-            # Replaced, never changed in place, on a reload.
+            observed=self._observed,
+            since=self._since,
             probes_of=self._by_node,
-            last=dict(self._last) if copy else self._last,
-            drift=tuple(self.drift()) if copy else (),
+            last=self._last,
+            drift=(),
             ready=self.ready,
         )
 

@@ -83,6 +83,10 @@ class Secrets:
     def __len__(self) -> int:
         return len(self._values)
 
+    def values(self) -> tuple[str, ...]:
+        """Every value masked now (to hand to another process)."""
+        return self._values
+
     def redact(self, text: str) -> str:
         """`text` with every secret replaced by `***`."""
         for value in self._values:  # a snapshot: `add` replaces the tuple

@@ -1,12 +1,13 @@
-"""The daemon's Prometheus metrics kept in a registry passed in: one prefix,
-units in names, `_total` on counters, label values bounded (node names and
-probe keys, never URLs or error text). The node and latency families, which
-change with every state, are written from a snapshot at scrape time
-instead (`watchdog.snapshot.metrics_text`)."""
+"""The daemon's Prometheus metrics: one prefix, units in names, `_total` on
+counters, label values bounded (node names and probe keys, never URLs or
+error text). The few that change now and then are kept in a registry passed
+in; the per-probe and per-node counts, which change with every result, are
+plain counts sent to the API process with what changed, and written there
+with the node and latency families (`watchdog.snapshot.metrics_text`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from prometheus_client import (
@@ -16,8 +17,6 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from alerts.transitions import Transition
 from topology import State
@@ -37,12 +36,12 @@ class Metrics:
         # Prometheus. A switch of the library's, for the whole process.
         cast(Callable[[], None], disable_created_metrics)()  # untyped in prometheus_client
         self.registry = registry
-        self.probe_results = Counter(
-            "watchdog_probe_results_total",
-            "Probe results by the state the probe reported.",
-            ["node", "probe", "state"],
-            registry=registry,
-        )
+        # (node, probe key, state) -> results; (node, view) -> transitions;
+        # and what changed since `take_changes` last said.
+        self.results: dict[tuple[str, str, str], int] = {}
+        self.transitions: dict[tuple[str, str], int] = {}
+        self._changed_results: set[tuple[str, str, str]] = set()
+        self._changed_transitions: set[tuple[str, str]] = set()
         # Twelve series per probe: only when asked for (`server.metrics_detail`);
         # the latency percentiles say the same for answers, in three.
         self.probe_duration = (
@@ -55,13 +54,6 @@ class Metrics:
             )
             if detail
             else None
-        )
-        self.transitions = Counter(
-            "watchdog_transitions_total",
-            "State changes of nodes, as probed (observed) or after propagation (effective); "
-            "not the first state learned after a start.",
-            ["node", "view"],
-            registry=registry,
         )
         self.in_flight = Gauge(
             "watchdog_probes_in_flight", "Probes running now.", registry=registry
@@ -94,6 +86,12 @@ class Metrics:
             "Rounds of the alert loop: the rules over the live state, then delivery.",
             registry=registry,
         )
+        self.stall = Gauge(
+            "watchdog_event_loop_stall_seconds",
+            "The longest the daemon's event loop (probes, alerts) was stalled in the last 2 "
+            "minutes: late by this much, every probe timer and read waited.",
+            registry=registry,
+        )
         self.ready = Gauge(
             "watchdog_ready",
             "1 once the topology is loaded and every probe has reported once.",
@@ -102,14 +100,11 @@ class Metrics:
 
     def result(self, node: str, probe: str, state: State, duration_s: float) -> None:
         """One probe result."""
-        self.probe_results.labels(node, probe, str(state)).inc()
+        key = (node, probe, str(state))
+        self.results[key] = self.results.get(key, 0) + 1
+        self._changed_results.add(key)
         if self.probe_duration is not None:
             self.probe_duration.labels(node, probe).observe(duration_s)
-
-    def read_at_scrape(self, outbox: Callable[[], Mapping[tuple[str, str], int]]) -> None:
-        """Serve the outbox counts per (sink, state) from `outbox` when
-        /metrics is read (on the API's thread: it must be thread-safe)."""
-        self.registry.register(_Scraped(outbox))
 
     def count(self, transitions: Iterable[Transition]) -> None:
         """Transitions as they happen; learning a state after a start (from
@@ -117,27 +112,22 @@ class Metrics:
         per node of every daemon that ever started."""
         for t in transitions:
             if t.old != State.UNKNOWN:
-                self.transitions.labels(t.node, t.view).inc()
+                key = (t.node, t.view)
+                self.transitions[key] = self.transitions.get(key, 0) + 1
+                self._changed_transitions.add(key)
+
+    def take_changes(
+        self,
+    ) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], int]]:
+        """The result and transition counts that changed since the last
+        call (their values now)."""
+        results = {key: self.results[key] for key in self._changed_results}
+        transitions = {key: self.transitions[key] for key in self._changed_transitions}
+        self._changed_results, self._changed_transitions = set(), set()
+        return results, transitions
 
     def reloaded(self, ok: bool, at: float) -> None:
         """The outcome of a (re)load of the configuration."""
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_time.set(at)
-
-
-class _Scraped(Collector):
-    """The metrics read from their sources at scrape time."""
-
-    def __init__(self, outbox: Callable[[], Mapping[tuple[str, str], int]]) -> None:
-        self._outbox = outbox
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        entries = GaugeMetricFamily(
-            "watchdog_outbox_notifications",
-            "Notifications in the outbox by sink and state (pending, delivered, failed).",
-            labels=["sink", "state"],
-        )
-        for (sink, state), count in sorted(self._outbox().items()):
-            entries.add_metric([sink, state], count)
-        yield entries

@@ -124,23 +124,21 @@ class Impairment:
         self._prune(now)
         return {cause: n for cause, n in sorted(self._counts.items()) if n}
 
-    def alert(self, now: float, stall_s: float) -> Alert | None:
-        """The alert about the watchdog itself while runs are inconclusive
-        (or its loop stalls for a second or more), else None."""
+    def alert(self, now: float) -> Alert | None:
+        """The alert about the watchdog itself while runs are inconclusive,
+        else None. A stall that made no run inconclusive did no harm: it is
+        in the metrics (`watchdog_event_loop_stall_seconds`), not paged."""
         counts = self.counts(now)
-        if not counts and stall_s < 1.0:
+        if not counts:
             return None
         parts = [f"{_CAUSES.get(cause, cause)}: {n:,}" for cause, n in counts.items()]
         total = sum(counts.values())
-        text = "the watchdog cannot judge part of the estate: "
-        if total:
-            text += (
-                f"{total:,} probe run{'s' if total != 1 else ''} in the last "
-                f"{format_duration(self.window_s)} gave no verdict ({', '.join(parts)}); "
-                "their targets keep their last verdict"
-            )
-        else:
-            text += f"its event loop stalled for {stall_s:.1f}s"
+        text = (
+            "the watchdog cannot judge part of the estate: "
+            f"{total:,} probe run{'s' if total != 1 else ''} in the last "
+            f"{format_duration(self.window_s)} gave no verdict ({', '.join(parts)}); "
+            "their targets keep their last verdict"
+        )
         return Alert(
             key="impaired:watchdog",
             kind="impaired",

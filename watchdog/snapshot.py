@@ -1,73 +1,190 @@
-"""What the API answers from: an immutable copy of the daemon's state, taken
-on the daemon's event loop in a few milliseconds, then turned into JSON or
-Prometheus text on another thread. Building an answer for ten thousand nodes
-thus never holds the loop that runs the probes.
+"""What the API answers from, and how it gets there. The API runs in a
+process of its own (`watchdog.api_process`), so that building an answer for
+ten thousand nodes never takes the probes' core. The daemon sends it
+`Update`s: what changed since the last one (the whole state at a start or a
+reload), a few times a second at most. The API process keeps a `Mirror` of
+them and answers each request from a `View`, an immutable copy whose
+effective states it works out itself from the observations (the same
+engine, the same answer).
 
-Everything here but `Snapshot` itself is pure and thread-safe: it reads the
-snapshot only.
+Everything here is plain data and pure functions: no network, no clock.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from alerts.model import Alert
-from topology import State
-from watchdog.latency import percentiles_of
-from watchdog.live import LiveView, ProbeStatus
+from topology import State, States, Topology, evaluate
+from watchdog.latency import LatencyView
+from watchdog.live import Drift, LiveView, ProbeStatus
 
-__all__ = [
-    "LatencyView",
-    "Snapshot",
-    "metrics_text",
-    "status_json",
-]
+__all__ = ["Mirror", "Update", "View", "merge", "metrics_text", "status_json"]
 
 STATE_VALUES = "0 up, 1 unknown, 2 degraded, 3 down"
 
 
-@dataclass(frozen=True, slots=True)
-class LatencyView:
-    """One probe's latency window and baseline, copied."""
+@dataclass(slots=True)
+class Update:
+    """What changed in the daemon, as of `taken_at`. With `full`, the whole
+    state (a start, a reload, an API process started again); else only the
+    nodes, probes, baselines and counters that changed, and the small parts
+    whole (drift, log details, alerts, the other metrics' text)."""
 
-    node: str
-    key: str
-    samples: tuple[float, ...]
-    baseline_s: float | None
-    spread_s: float | None
-    regression: str | None
-
-    def details(self) -> dict[str, Any]:
-        """What the API shows of it."""
-        p = percentiles_of(self.samples)
-        return {
-            "samples": len(self.samples),
-            "p50_s": p.p50 if p else None,
-            "p95_s": p.p95 if p else None,
-            "p99_s": p.p99 if p else None,
-            "baseline_p95_s": self.baseline_s,
-            "spread_s": self.spread_s,
-            "regression": self.regression,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The daemon's state at `taken_at`, for answers built off its loop."""
-
+    full: bool
     taken_at: float
+    settled: bool
+    ready: bool
+    healthy: bool
+    topology: Topology | None = None  # with `full` only
+    probes_of: Mapping[str, tuple[str, ...]] | None = None  # with `full` only
+    observed: dict[str, State] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+    last: dict[str, ProbeStatus] = field(default_factory=dict)
+    latency: dict[str, LatencyView | None] = field(default_factory=dict)
+    results: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+    drift: tuple[Drift, ...] = ()
+    logs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
+    alerts: tuple[dict[str, Any], ...] = ()
+    registry: bytes = b""
+
+
+def merge(older: Update, newer: Update) -> Update:
+    """One update saying what `older` then `newer` say (for a sender that
+    holds updates the other side has not taken yet)."""
+    if newer.full:
+        return newer
+    return replace(
+        newer,
+        full=older.full,
+        topology=older.topology,
+        probes_of=older.probes_of,
+        observed={**older.observed, **newer.observed},
+        since={**older.since, **newer.since},
+        last={**older.last, **newer.last},
+        latency={**older.latency, **newer.latency},
+        results={**older.results, **newer.results},
+        transitions={**older.transitions, **newer.transitions},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The daemon's state as of one update, for building answers (any
+    thread may read it)."""
+
+    version: int
+    taken_at: float
+    received_at: float
     live: LiveView
     latency: Mapping[str, LatencyView]
-    # Log probes' details by probe key: (for anyone, for token holders).
     logs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]
-    alerts: Sequence[Alert]
+    alerts: Sequence[Mapping[str, Any]]
+    results: Mapping[tuple[str, str, str], int]
+    transitions: Mapping[tuple[str, str], int]
+    registry: bytes
+
+
+class Mirror:
+    """The daemon's state as the API process knows it: the updates applied
+    in order. Not thread-safe: one thread applies and copies."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.received_at: float | None = None
+        self.update: Update | None = None  # the latest, for its flags
+        self._topology: Topology | None = None
+        self._probes_of: Mapping[str, tuple[str, ...]] = {}
+        self._observed: dict[str, State] = {}
+        self._since: dict[str, float] = {}
+        self._last: dict[str, ProbeStatus] = {}
+        self._latency: dict[str, LatencyView] = {}
+        self._results: dict[tuple[str, str, str], int] = {}
+        self._transitions: dict[tuple[str, str], int] = {}
+
+    @property
+    def ready(self) -> bool:
+        """The daemon has a topology and every probe has reported."""
+        return self.update is not None and self.update.ready
+
+    def apply(self, update: Update, at: float) -> None:
+        """Take `update`, received at `at` (a monotonic clock)."""
+        if update.full:
+            self._topology = update.topology
+            self._probes_of = update.probes_of or {}
+            self._observed, self._since, self._last = {}, {}, {}
+            self._latency, self._results, self._transitions = {}, {}, {}
+        self._observed.update(update.observed)
+        self._since.update(update.since)
+        self._last.update(update.last)
+        for key, view in update.latency.items():
+            if view is None:
+                self._latency.pop(key, None)
+            else:
+                self._latency[key] = view
+        self._results.update(update.results)
+        self._transitions.update(update.transitions)
+        self.update = update
+        self.received_at = at
+        self.version += 1
+
+    def copy(self) -> tuple[int, Update, dict[str, Any]] | None:
+        """What a `View` is made of, copied now (fast: references and
+        dictionary copies); None before the first update."""
+        update = self.update
+        if update is None or self._topology is None or self.received_at is None:
+            return None
+        parts = {
+            "topology": self._topology,
+            "probes_of": self._probes_of,
+            "observed": dict(self._observed),
+            "since": dict(self._since),
+            "last": dict(self._last),
+            "latency": dict(self._latency),
+            "results": dict(self._results),
+            "transitions": dict(self._transitions),
+            "received_at": self.received_at,
+        }
+        return self.version, update, parts
+
+
+def view_of(version: int, update: Update, parts: Mapping[str, Any]) -> View:
+    """The `View` of what `Mirror.copy` took: the effective states worked
+    out from the observations (the daemon's own rule: before every probe
+    has reported, nothing is concluded from them)."""
+    topology: Topology = parts["topology"]
+    observed: dict[str, State] = parts["observed"]
+    basis = observed if update.settled else dict.fromkeys(observed, State.UNKNOWN)
+    states: States = evaluate(topology, basis)
+    live = LiveView(
+        topology=topology,
+        states=states,
+        observed=observed,
+        since=parts["since"],
+        probes_of=parts["probes_of"],
+        last=parts["last"],
+        drift=update.drift,
+        ready=update.ready,
+    )
+    return View(
+        version=version,
+        taken_at=update.taken_at,
+        received_at=parts["received_at"],
+        live=live,
+        latency=parts["latency"],
+        logs=update.logs,
+        alerts=update.alerts,
+        results=parts["results"],
+        transitions=parts["transitions"],
+        registry=update.registry,
+    )
 
 
 def status_json(
-    snapshot: Snapshot,
+    view: View,
     *,
     nodes: Sequence[str] = (),
     states: Sequence[State] = (),
@@ -77,7 +194,7 @@ def status_json(
     """The `/api/v1/status` answer: the nodes that match every filter given
     (any of `nodes`, any of effective `states`, `critical` or not), with
     their probes; log samples redacted unless `private`."""
-    live = snapshot.live
+    live = view.live
     names: Iterable[str] = nodes if nodes else live.topology.nodes
     wanted = set(states)
     out = []
@@ -96,7 +213,7 @@ def status_json(
                 "since": node.since,
                 "causes": list(node.causes),
                 "no_spare": node.no_spare,
-                "probes": [_probe(snapshot, p, private) for p in node.probes],
+                "probes": [_probe(view, p, private) for p in node.probes],
             }
         )
     drift = [
@@ -116,7 +233,7 @@ def status_json(
     }
 
 
-def _probe(snapshot: Snapshot, p: ProbeStatus, private: bool) -> dict[str, Any]:
+def _probe(view: View, p: ProbeStatus, private: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "probe": p.key,
         "kind": p.kind,
@@ -126,28 +243,30 @@ def _probe(snapshot: Snapshot, p: ProbeStatus, private: bool) -> dict[str, Any]:
         "last_latency_s": p.last_latency_s,
         "last_at": p.last_at,
     }
-    latency = snapshot.latency.get(p.key)
+    latency = view.latency.get(p.key)
     if latency is not None:
         out["latency"] = latency.details()
-    logged = snapshot.logs.get(p.key)
+    logged = view.logs.get(p.key)
     if logged is not None:
         out["log"] = dict(logged[1] if private else logged[0])
     return out
 
 
-def metrics_text(snapshot: Snapshot) -> str:
-    """The Prometheus text of the node and latency families: what changes
-    with every state, read from the snapshot rather than kept in gauges.
-    Node names and probe keys need no escaping: the loader allows only
-    letters, digits and `- _ . : / @` in names (keys add `#` and a number)."""
-    live = snapshot.live
+def metrics_text(view: View, extra: Callable[[], str] = str) -> bytes:
+    """The whole /metrics answer: the daemon's own metrics as it wrote them,
+    then the families that change with every probe result, written here
+    from the view (node, probe result, transition and latency families),
+    then `extra()` (metrics of the API process itself). Node names and probe
+    keys need no escaping: the loader allows only letters, digits and
+    `- _ . : / @` in names (keys add `#` and a number)."""
+    live = view.live
     topology, states, observed = live.topology, live.states, live.observed
     lines: list[str] = []
-    family = lines.append
+    row = lines.append
 
-    def head(name: str, help_text: str) -> None:
-        family(f"# HELP {name} {help_text}")
-        family(f"# TYPE {name} gauge")
+    def head(name: str, help_text: str, kind: str = "gauge") -> None:
+        row(f"# HELP {name} {help_text}")
+        row(f"# TYPE {name} {kind}")
 
     head(
         "watchdog_node_effective_state",
@@ -157,10 +276,10 @@ def metrics_text(snapshot: Snapshot) -> str:
     for name, node in topology.nodes.items():
         critical = "true" if node.critical else "false"
         value = float(not_up.get(name, State.UP))
-        family(f'watchdog_node_effective_state{{critical="{critical}",node="{name}"}} {value}')
+        row(f'watchdog_node_effective_state{{critical="{critical}",node="{name}"}} {value}')
     head("watchdog_node_observed_state", f"A probed node's observed state ({STATE_VALUES}).")
     for name, seen in observed.items():
-        family(f'watchdog_node_observed_state{{node="{name}"}} {float(seen)}')
+        row(f'watchdog_node_observed_state{{node="{name}"}} {float(seen)}')
     head(
         "watchdog_node_no_spare",
         "1 when a node is up but one failure away: a group is down to its minimum "
@@ -169,35 +288,50 @@ def metrics_text(snapshot: Snapshot) -> str:
     spareless = states.no_spare
     for name, node in topology.nodes.items():
         if any(group.redundant for group in node.groups):
-            family(f'watchdog_node_no_spare{{node="{name}"}} {1.0 if name in spareless else 0.0}')
+            row(f'watchdog_node_no_spare{{node="{name}"}} {1.0 if name in spareless else 0.0}')
     head(
         "watchdog_topology_drift",
         "1 when a node is probed up while the topology says it must be down.",
     )
     for drift in live.drift:
-        family(f'watchdog_topology_drift{{node="{drift.node}"}} 1.0')
-    _latency(snapshot, family)
-    return "\n".join(lines) + "\n"
+        row(f'watchdog_topology_drift{{node="{drift.node}"}} 1.0')
+    head(
+        "watchdog_probe_results_total",
+        "Probe results by the state the probe reported.",
+        "counter",
+    )
+    for (owner, probe, state), count in sorted(view.results.items()):
+        labels = f'node="{owner}",probe="{probe}",state="{state}"'
+        row(f"watchdog_probe_results_total{{{labels}}} {count}")
+    head(
+        "watchdog_transitions_total",
+        "State changes of nodes, as probed (observed) or after propagation (effective); "
+        "not the first state learned after a start.",
+        "counter",
+    )
+    for (owner, view_name), count in sorted(view.transitions.items()):
+        row(f'watchdog_transitions_total{{node="{owner}",view="{view_name}"}} {count}')
+    _latency(view, row)
+    return view.registry + ("\n".join(lines) + "\n").encode() + extra().encode()
 
 
-def _latency(snapshot: Snapshot, family: Any) -> None:
-    views = sorted(snapshot.latency.values(), key=lambda v: v.key)
+def _latency(view: View, row: Callable[[str], None]) -> None:
     recent, usual, regressed = [], [], []
-    for view in views:
-        p = percentiles_of(view.samples)
+    for key, latency in sorted(view.latency.items()):
+        p = latency.percentiles
         if p is None:
             continue  # no answer yet
         # Labels in name order, as prometheus_client writes them.
-        labels = f'node="{view.node}",probe="{view.key}"'
+        labels = f'node="{latency.node}",probe="{key}"'
         for name, value in (("50", p.p50), ("95", p.p95), ("99", p.p99)):
-            sample = f'node="{view.node}",percentile="{name}",probe="{view.key}"'
+            sample = f'node="{latency.node}",percentile="{name}",probe="{key}"'
             recent.append(f"watchdog_probe_latency_recent_seconds{{{sample}}} {_number(value)}")
-        if view.baseline_s is not None:
+        if latency.baseline_s is not None:
             usual.append(
-                f"watchdog_probe_latency_baseline_seconds{{{labels}}} {_number(view.baseline_s)}"
+                f"watchdog_probe_latency_baseline_seconds{{{labels}}} {_number(latency.baseline_s)}"
             )
         regressed.append(
-            f"watchdog_probe_latency_regression{{{labels}}} {1.0 if view.regression else 0.0}"
+            f"watchdog_probe_latency_regression{{{labels}}} {1.0 if latency.regression else 0.0}"
         )
     for name, help_text, rows in (
         (
@@ -216,10 +350,10 @@ def _latency(snapshot: Snapshot, family: Any) -> None:
             regressed,
         ),
     ):
-        family(f"# HELP {name} {help_text}")
-        family(f"# TYPE {name} gauge")
-        for row in rows:
-            family(row)
+        row(f"# HELP {name} {help_text}")
+        row(f"# TYPE {name} gauge")
+        for line in rows:
+            row(line)
 
 
 def _number(value: float) -> str:

@@ -210,6 +210,7 @@ async def test_status_takes_filters_and_refuses_bad_ones(
 
     async def down() -> list[str]:
         answer = await client.get("/api/v1/status", params={"state": "down"})
+        assert answer.status_code == 200, answer.text
         return sorted(n["node"] for n in answer.json()["nodes"])
 
     assert await until(down) == ["farm", "search", "workflow"]
@@ -254,8 +255,11 @@ async def test_blast_radius_answers_on_live_state(
 
 async def test_mutating_endpoints_want_the_daemons_token_and_nothing_else(
     running: tuple[Daemon, httpx.AsyncClient],
+    tmp_path: Path,
+    farm: Target,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    daemon, client = running
+    _, client = running
     wanted = "a bearer token is required: Authorization: Bearer $WATCHDOG_API_TOKEN"
     for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": TOKEN}):
         for method, url in (("POST", "/-/reload"), ("POST", "/api/v1/maneuvers")):
@@ -264,8 +268,13 @@ async def test_mutating_endpoints_want_the_daemons_token_and_nothing_else(
     assert (await client.get("/api/v1/maneuvers")).status_code == 200  # reads need none
 
     # No token in the daemon's environment: mutating endpoints are off.
-    daemon.api_token = None
-    off = await client.post("/-/reload", headers=AUTH)
+    monkeypatch.delenv("WATCHDOG_API_TOKEN")
+    path = tmp_path / "tokenless.yaml"
+    path.write_text(estate(farm.port, tmp_path / "tokenless.db"))
+    async with started(path, ready=False) as tokenless:
+        url = f"http://127.0.0.1:{tokenless.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=5) as other:
+            off = await other.post("/-/reload", headers=AUTH)
     assert (off.status_code, off.json()["problems"]) == (
         403,
         ["mutating endpoints are disabled: set WATCHDOG_API_TOKEN in the daemon's environment"],
@@ -501,7 +510,7 @@ async def test_a_run_cut_off_at_its_deadline_is_inconclusive_never_down(
         assert (status.observed, status.effective) == (State.UNKNOWN, State.UNKNOWN)
         assert status.probes[0].last_state is State.UNKNOWN
         assert list(daemon.impairment.counts(daemon.now())) == ["cut_off"]
-        impaired = daemon.impairment.alert(daemon.now(), 0.0)
+        impaired = daemon.impairment.alert(daemon.now())
         assert impaired is not None
         assert impaired.summary.startswith("the watchdog cannot judge part of the estate: ")
         assert "cut off at the deadline: " in impaired.summary

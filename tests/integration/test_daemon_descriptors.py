@@ -48,10 +48,6 @@ def target() -> Iterator[int]:
         listener.close()
 
 
-def limited() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
-
-
 def metric(client: httpx.Client, name: str) -> dict[str, float]:
     out = {}
     for line in client.get("/metrics").text.splitlines():
@@ -81,9 +77,9 @@ def test_half_open_connections_under_a_low_descriptor_limit_fail_no_target(
     )
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [WATCHDOG, "run", str(path)], stdout=out, stderr=out, preexec_fn=limited
-        )
+        # As systemd gives it by default: soft and hard.
+        command = f"ulimit -n {LIMIT} && exec {WATCHDOG} run {path}"
+        process = subprocess.Popen(["/bin/sh", "-c", command], stdout=out, stderr=out)
     idle: list[socket.socket] = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -91,7 +91,11 @@ async def test_a_hanging_slack_does_not_delay_the_webhook(
             outbox, {"slack": sink, "webhook": hook}, clock, send_timeout_s=SEND_TIMEOUT_S
         )
         async with delivery.running():
-            await until(lambda: len(receiver.requests) == 2, awaited="the webhook's two events")
+            # Received, then marked delivered once the answer is read: wait for both.
+            await until(
+                lambda: delivery.status()["webhook"].delivered == 2,
+                awaited="the webhook's two events",
+            )
             status = delivery.status()
             # Slack has the firing's request and has not answered it.
             assert status["slack"].busy

@@ -640,10 +640,15 @@ def test_worsening_one_observation_equals_evaluating_afresh(
     worse = data.draw(st.sampled_from([v for v in State if v >= before]), label="worse")
     observed = {**s.observed, name: worse}
 
-    states, changed = topology.evaluate(topo, s.observed).worsened(name, worse)
+    start = topology.evaluate(topo, s.observed)
+    asked = data.draw(st.lists(st.sampled_from(s.names), max_size=6), label="asked before")
+    for node in asked:  # answers kept from before must still be right after
+        start.causes(node)
+    states, changed = start.worsened(name, worse)
     fresh = topology.evaluate(topo, observed)
 
     assert dict(states) == dict(fresh)
     assert states.no_spare == fresh.no_spare
+    assert {n: states.causes(n) for n in topo.nodes} == {n: fresh.causes(n) for n in topo.nodes}
     old = topology.evaluate(topo, s.observed)
     assert {n for n in topo.nodes if old[n] != fresh[n]} <= changed

@@ -69,3 +69,42 @@ def test_states_order_by_severity_with_unknown_between_up_and_degraded() -> None
     assert State.parse("Degraded") is State.DEGRADED
     with pytest.raises(ValueError, match="unknown state 'sideways'"):
         State.parse("sideways")
+
+
+def estate() -> Topology:
+    return Topology(
+        [
+            Node("farm-1", "farm"),
+            Node("farm-2", "farm"),
+            Node("host-a", "host", groups=(Group(("farm-1",), via="runs_on"),)),
+            Node("host-b", "host", groups=(Group(("farm-1",), via="runs_on"),)),
+            Node("db", groups=(Group(("farm-2",), via="runs_on"),)),
+            Node("x", groups=(Group(("host-a", "farm-2"), via="runs_on"), Group(("db",)))),
+            Node("y", groups=(Group(("host-b", "farm-2"), via="runs_on"),)),
+            Node("z", groups=(Group(("host-a",), via="runs_on"), Group(("db",)))),
+        ],
+        source="test",
+    )
+
+
+def test_shared_needs_ranks_what_most_failures_need_the_more_specific_first() -> None:
+    topo = estate()
+    assert topo.shared_needs(["x", "y", "z"]) == [("farm-1", 3), ("farm-2", 3)]
+    # Tied counts: host-a (it runs on farm-1) before farm-1, db before farm-2.
+    assert topo.shared_needs(["x", "z"], limit=4) == [
+        ("db", 2),
+        ("host-a", 2),
+        ("farm-1", 2),
+        ("farm-2", 2),
+    ]
+    assert topo.shared_needs(["farm-1"]) == []
+
+
+def test_depth_counts_the_levels_below_and_survives_cycles() -> None:
+    topo = estate()
+    assert [topo.depth(n) for n in ("farm-1", "host-a", "x")] == [0, 1, 2]
+    loop = Topology(
+        [Node("a", groups=(Group(("b",), soft=True),)), Node("b", groups=(Group(("a",)),))],
+        source="test",
+    )
+    assert loop.depth("a") in (1, 2)  # bounded, whatever the way into the cycle

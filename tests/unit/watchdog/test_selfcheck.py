@@ -69,11 +69,11 @@ def test_a_timeout_during_a_stall_is_inconclusive_and_a_refusal_is_not() -> None
 
 def test_the_watchdog_says_so_while_runs_are_inconclusive_then_stops() -> None:
     impairment = Impairment(window_s=60.0)
-    assert impairment.alert(1000.0, 0.0) is None
+    assert impairment.alert(1000.0) is None
     for i in range(1000):
         impairment.note("descriptors", 1000.0 + i * 0.01)
     impairment.note("cut_off", 1005.0)
-    alert = impairment.alert(1010.0, 0.0)
+    alert = impairment.alert(1010.0)
     assert alert is not None
     assert (alert.key, alert.kind, alert.severity, alert.started_at) == (
         "impaired:watchdog",
@@ -86,11 +86,8 @@ def test_the_watchdog_says_so_while_runs_are_inconclusive_then_stops() -> None:
         "gave no verdict (cut off at the deadline: 1, out of file descriptors: 1,000); "
         "their targets keep their last verdict"
     )
-    assert impairment.alert(1070.0, 0.0) is None
+    assert impairment.alert(1070.0) is None
     assert impairment.counts(1070.0) == {}
-    stalled = impairment.alert(1070.0, 1.5)
-    assert stalled is not None
-    assert stalled.summary.endswith("its event loop stalled for 1.5s")
 
 
 def test_local_trouble_is_the_watchdogs_own_resources_only() -> None:
