@@ -511,19 +511,16 @@ def _drift(drift: Iterable[Failed], burst_of: Mapping[str, str]) -> dict[str, Al
     alerts = {}
     for cause, by_name in by_cause.items():
         nodes = sorted(by_name.values(), key=lambda n: (not n.critical, n.node))
-        blamed = (
-            f"{sum(1 for k in burst_of.values() if k == 'outage:' + cause)} unexplained failures"
-            if cause.startswith("unexplained:")
-            else cause
-        )
+        folded = sum(1 for k in burst_of.values() if k == "outage:" + cause)
+        blamed, take = (f"{folded} unexplained failures", "take") if folded else (cause, "takes")
         if len(nodes) == 1:
             summary = (
-                f"{nodes[0].node} is probed up, but the topology says {blamed} takes it down: "
+                f"{nodes[0].node} is probed up, but the topology says {blamed} {take} it down: "
                 "the topology may be wrong"
             )
         else:
             summary = (
-                f"{len(nodes)} nodes are probed up, but the topology says {blamed} takes them "
+                f"{len(nodes)} nodes are probed up, but the topology says {blamed} {take} them "
                 f"down: {_names(nodes)}: the topology may be wrong"
             )
         labels: dict[str, str] = {}

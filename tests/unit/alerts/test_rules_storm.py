@@ -89,7 +89,8 @@ def test_a_farm_outage_with_unexplained_failures_and_drift_is_a_handful_of_messa
     )
     assert by_key["drift:farm-3"].summary.endswith("and 365 more: the topology may be wrong")
     assert by_key["drift:unexplained:rep-00"].summary.startswith(
-        "125 nodes are probed up, but the topology says 40 unexplained failures take"
+        "125 nodes are probed up, but the topology says 40 unexplained failures take them "
+        "down: up-000, up-004,"
     )
     assert alerting.update(121, failed, drift) == []
 
