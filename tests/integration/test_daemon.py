@@ -494,8 +494,10 @@ async def test_a_run_cut_off_at_its_deadline_is_inconclusive_never_down(
         f"version: 1\nstate: {{path: {tmp_path / 's.db'}}}\nnodes:\n"
         "  db:\n    probes: [{tcp: '127.0.0.1:9', timeout: 200ms, interval: 300ms}]\n"
     )
-    async with started(path, ready=False) as daemon:
-        daemon._checks["db#0"] = Hanging()  # in place of the TCP probe
+    daemon = Daemon(path, listen=("127.0.0.1", 0))
+    daemon._checks["db#0"] = Hanging()  # in place of the TCP probe, before any run
+    running = asyncio.create_task(daemon.run())
+    try:
 
         def cut_off() -> bool:
             last = daemon.live.status(["db"])[0].probes[0]
@@ -514,3 +516,6 @@ async def test_a_run_cut_off_at_its_deadline_is_inconclusive_never_down(
         assert impaired is not None
         assert impaired.summary.startswith("the watchdog cannot judge part of the estate: ")
         assert "cut off at the deadline: " in impaired.summary
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(running, 20)
