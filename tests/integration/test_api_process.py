@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from daemons import started
-from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until, until_blocking
+from processes import answers, daemon
+from waiting import PROCESS_DEADLINE_S, free_port, until, until_blocking
 
 pytestmark = pytest.mark.anyio
 
@@ -39,13 +39,6 @@ def estate(path: Path, listen: str | None = None) -> Path:
         )
     )
     return path
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/healthy", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def alive(pid: int) -> bool:
@@ -85,20 +78,14 @@ def test_the_api_process_ends_with_its_daemon(tmp_path: Path) -> None:
     port = free_port()
     path = estate(tmp_path / "estate.yaml", f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "daemon.log").open("wb") as log:
-        daemon = subprocess.Popen([WATCHDOG, "run", str(path)], stdout=log, stderr=log)
-    try:
-        until_blocking(lambda: answers(url))
-        children = Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split()
+    with daemon(path, tmp_path / "daemon.log") as process:
+        until_blocking(lambda: answers(url, "/-/healthy"))
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         [child] = [int(pid) for pid in children]
-        os.kill(daemon.pid, signal.SIGKILL)  # no goodbye: the pair just closes
-        daemon.wait(timeout=PROCESS_DEADLINE_S)
+        os.kill(process.pid, signal.SIGKILL)  # no goodbye: the pair just closes
+        process.wait(timeout=PROCESS_DEADLINE_S)
         until_blocking(lambda: not alive(child))
-        until_blocking(lambda: not answers(url))
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(timeout=PROCESS_DEADLINE_S)
+        until_blocking(lambda: not answers(url, "/-/healthy"))
 
 
 async def test_listening_beyond_loopback_without_a_token_is_a_loud_warning(

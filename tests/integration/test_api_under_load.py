@@ -6,17 +6,14 @@ within a few series per node."""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from processes import accepting, answers, daemon
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
+from waiting import free_port, until_blocking
 
 NODES = 1000
 SCRAPES = 15
@@ -24,27 +21,8 @@ SCRAPES = 15
 
 @pytest.fixture
 def target() -> Iterator[int]:
-    """A TCP server on loopback that accepts every connection and closes it."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with accepting() as port:
+        yield port
 
 
 def estate(path: Path, target: int, port: int) -> None:
@@ -79,38 +57,20 @@ def test_scrapes_while_a_thousand_probes_run_record_no_false_result(
     path = tmp_path / "estate.yaml"
     estate(path, target, port)
     url = f"http://127.0.0.1:{port}"
-    with (tmp_path / "daemon.log").open("wb") as log:
-        process = subprocess.Popen([WATCHDOG, "run", str(path)], stdout=log, stderr=log)
-    try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-
-            def ready() -> bool:
-                try:
-                    return client.get("/-/ready").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            until_blocking(ready, deadline=60)
-            sizes = []
-            for _ in range(SCRAPES):
-                metrics = client.get("/metrics")
-                status = client.get("/api/v1/status")
-                assert (metrics.status_code, status.status_code) == (200, 200)
-                assert len(status.json()["nodes"]) == NODES + 1
-                sizes.append(len(metrics.content))
-            found = samples(client.get("/metrics").text)
-            incidents = client.get("/api/v1/incidents", params={"since": "1h"}).json()
-            filtered = client.get(
-                "/api/v1/status", params={"state": "down", "critical": "false"}
-            ).json()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=PROCESS_DEADLINE_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=PROCESS_DEADLINE_S)
+    with daemon(path, tmp_path / "daemon.log"), httpx.Client(base_url=url, timeout=30) as client:
+        until_blocking(lambda: answers(url), deadline=60)
+        sizes = []
+        for _ in range(SCRAPES):
+            metrics = client.get("/metrics")
+            status = client.get("/api/v1/status")
+            assert (metrics.status_code, status.status_code) == (200, 200)
+            assert len(status.json()["nodes"]) == NODES + 1
+            sizes.append(len(metrics.content))
+        found = samples(client.get("/metrics").text)
+        incidents = client.get("/api/v1/incidents", params={"since": "1h"}).json()
+        filtered = client.get(
+            "/api/v1/status", params={"state": "down", "critical": "false"}
+        ).json()
 
     results = found["watchdog_probe_results_total"]
     assert {labels["state"] for labels, _ in results} == {"up"}

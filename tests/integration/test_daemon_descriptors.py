@@ -7,16 +7,14 @@ the log stays a handful of lines."""
 from __future__ import annotations
 
 import resource
-import signal
 import socket
-import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
+from processes import accepting, answers, daemon
+from waiting import free_port, until_blocking
 
 LIMIT = 1024
 IDLE = 1100
@@ -25,27 +23,8 @@ PROBES = 40
 
 @pytest.fixture
 def target() -> Iterator[int]:
-    """A TCP server on loopback that accepts every connection and closes it."""
-    listener = socket.create_server(("127.0.0.1", 0), backlog=512)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with accepting() as port:
+        yield port
 
 
 def metric(client: httpx.Client, name: str) -> dict[str, float]:
@@ -76,21 +55,13 @@ def test_half_open_connections_under_a_low_descriptor_limit_fail_no_target(
         f"state: {{path: {tmp_path / 'state.db'}}}\nnodes:\n  farm: {{kind: farm}}\n{nodes}"
     )
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        # As systemd gives it by default: soft and hard.
-        command = f"ulimit -n {LIMIT} && exec {WATCHDOG} run {path}"
-        process = subprocess.Popen(["/bin/sh", "-c", command], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    # As systemd gives it by default: soft and hard.
+    limited = ["/bin/sh", "-c", f'ulimit -n {LIMIT} && exec "$0" "$@"']
     idle: list[socket.socket] = []
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-
-            def ready() -> bool:
-                try:
-                    return client.get("/-/ready").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            until_blocking(ready)
+        with daemon(path, log, prefix=limited), httpx.Client(base_url=url, timeout=10) as client:
+            until_blocking(lambda: answers(url))
             before = metric(client, "watchdog_probe_results_total")
             for _ in range(IDLE):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -107,13 +78,6 @@ def test_half_open_connections_under_a_low_descriptor_limit_fail_no_target(
     finally:
         for sock in idle:
             sock.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=PROCESS_DEADLINE_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=PROCESS_DEADLINE_S)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert healthy.status_code == 200
     assert {labels.split('state="')[1].rstrip('"}') for labels in results} == {"up"}

@@ -5,8 +5,6 @@ the alert it had sent, exactly once (a third start sends nothing more)."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -16,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
+from processes import answers, daemon
+from waiting import free_port, until_blocking
 
 
 class Receiver:
@@ -56,34 +55,12 @@ def receiver(no_proxy: None) -> Iterator[Receiver]:
         recv.server.server_close()
 
 
-def run(path: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([WATCHDOG, "run", str(path)], stdout=out, stderr=out)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=PROCESS_DEADLINE_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=PROCESS_DEADLINE_S)
-
-
 def status(url: str, path: str) -> Any:
     try:
         answer = httpx.get(f"{url}{path}", timeout=2)
     except httpx.TransportError:
         return None
     return answer.json() if answer.status_code == 200 else None
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def alert_rounds(url: str) -> float:
@@ -132,31 +109,22 @@ def test_a_restart_resolves_what_recovered_meanwhile_exactly_once(
         )
     )
     url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
-    first = run(path, log)
-    try:
-        until_blocking(lambda: ready(url))
+    with daemon(path, log):
+        until_blocking(lambda: answers(url))
         flag.unlink()
         until_blocking(lambda: ("outage:farm", "firing") in receiver.events())
-    finally:
-        stop(first)
     flag.touch()  # the farm comes back while no daemon watches
 
-    second = run(path, log)
-    try:
+    with daemon(path, log):
         until_blocking(lambda: ("outage:farm", "resolved") in receiver.events())
         until_blocking(lambda: delivered(url) == 2)
         assert status(url, "/api/v1/alerts")["alerts"] == []
-    finally:
-        stop(second)
 
-    third = run(path, log)
-    try:
-        until_blocking(lambda: ready(url))
+    with daemon(path, log):
+        until_blocking(lambda: answers(url))
         # Rounds of the alert loop once ready: a resolution would be in them.
         after = alert_rounds(url) + 3
         until_blocking(lambda: alert_rounds(url) >= after)
-    finally:
-        stop(third)
     assert receiver.events() == [("outage:farm", "firing"), ("outage:farm", "resolved")]
     [_, resolved] = receiver.bodies
     assert resolved["alert"]["summary"].startswith("resolved: farm down takes critical workflow")
