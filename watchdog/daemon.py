@@ -17,7 +17,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
@@ -76,8 +76,6 @@ _TOLD_ONE_BY_ONE = 10
 # (its /-/healthy hears the daemon's loop through these).
 PUBLISH_S = 0.25
 HEARTBEAT_S = 1.0
-
-T = TypeVar("T")
 
 
 class StartError(Exception):
@@ -168,9 +166,10 @@ class Daemon:
     """One estate watched: built from a file, run until told to stop.
 
     Everything with state comes in or is built here: the clock, the metrics
-    registry, the store, the HTTP clients, the scheduler. `run()` serves the
-    API on `config.server` (or `listen`) and returns after SIGTERM/SIGINT or
-    `stop()`, having finished its writes.
+    registry, the store, the HTTP clients, the scheduler. `run()` binds the
+    API on `config.server` (or `listen`), serves it from a process of its own
+    (`watchdog.api_link`) and returns after SIGTERM/SIGINT or `stop()`,
+    within `STOP_S`, having finished its writes.
     """
 
     def __init__(

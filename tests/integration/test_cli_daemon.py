@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -259,3 +260,22 @@ def test_silence_add_list_expire(daemon: tuple[subprocess.Popen[bytes], str, Pat
     assert run_cli("silence", "list", str(path)).stdout == "no silence in force\n"
     unknown = run_cli("silence", "expire", str(path), "9")
     assert (unknown.returncode, unknown.stderr) == (3, "watchdog silence: no silence 9\n")
+
+
+def test_a_busy_port_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        path = tmp_path / "estate.yaml"
+        path.write_text(estate(port, tmp_path))
+        done = subprocess.run(
+            [WATCHDOG, "run", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_DEADLINE_S,
+            check=False,
+        )
+    assert done.returncode == 3
+    assert done.stderr.splitlines()[-1] == (
+        f"watchdog run: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "Traceback" not in done.stderr
