@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from processes import answers, daemon
 from slack_server import Fault, SlackServer
 from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
 
@@ -117,3 +118,54 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
             if second.poll() is None:
                 second.kill()
                 second.wait(timeout=PROCESS_DEADLINE_S)
+
+
+def test_a_secret_quoted_back_by_the_slack_server_never_reaches_the_daemons_log(
+    tmp_path: Path, slack: SlackServer
+) -> None:
+    # A proxy's error pages quote the request's Authorization header, then
+    # one answer under a 200 that is not JSON, then Slack is itself again.
+    slack.fail_next(
+        Fault.quoting(502),
+        Fault.quoting(200, "application/json"),
+        Fault.quoting(500, "text/plain"),
+    )
+    flag = tmp_path / "farm-ok"
+    port = free_port()
+    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    path = tmp_path / "estate.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 1
+            server: {{listen: "127.0.0.1:{port}"}}
+            state: {{path: state.db}}
+            alerts:
+              settle: 0s
+              slack:
+                token_env: WATCHDOG_TEST_SLACK_TOKEN
+                base_url: {slack.base_url}
+                channels: {{critical: "#incidents", default: "#ops"}}
+            nodes:
+              farm:
+                kind: farm
+                probes:
+                  - exec: [/bin/sh, -c, "{probe}"]
+                    interval: 200ms
+                    failure_threshold: 1
+                    success_threshold: 1
+              workflow: {{critical: true, runs_on: [farm]}}
+            """
+        )
+    )
+    url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
+    with daemon(path, log, prefix=()):
+        until_blocking(lambda: answers(url))  # the farm is down from the start
+        # Three refusals, retried with backoff (1 s, 2 s, 4 s), then posted.
+        until_blocking(lambda: counts(url).get(("slack", "delivered")) == 1, deadline=60)
+    assert [c.status for c in slack.calls[:3]] == [502, 200, 500]  # each quoted the token
+    assert len(slack.messages) == 1
+    text = log.read_text()
+    assert "delivery failed sink=slack" in text
+    assert TOKEN not in text
+    assert "Bearer" not in text
