@@ -383,9 +383,7 @@ class Alerting:
         )
         critical = sorted((n for n in nodes if n.critical), key=lambda n: n.node)
         if critical:
-            text += " take critical " + ", ".join(
-                f"{n.node} {n.state} ({_clock(n, now)})" for n in critical
-            )
+            text += " take critical " + _criticals(critical, now)
         others = sum(1 for n in nodes if not n.critical and n.node not in roots)
         if others:
             text += f"; {others} other node{'s' if others != 1 else ''} fail with them"
@@ -483,8 +481,9 @@ def _recovering(alert: Alert, left: list[Failed], now: float) -> Alert:
         f" and {len(alert.root_cause) - _NAMED} more" if len(alert.root_cause) > _NAMED else ""
     )
     summary = f"recovering: {causes} up again; still failing: " + (
-        ", ".join(f"critical {n.node} {n.state} ({_clock(n, now)})" for n in critical)
-        or "no critical node"
+        f"critical {_criticals(sorted(critical, key=lambda n: n.node), now)}"
+        if critical
+        else "no critical node"
     )
     others = len(nodes) - len(critical)
     if others:
@@ -548,6 +547,15 @@ def _names(nodes: list[Failed]) -> str:
     return named + (f" and {more} more" if more > 0 else "")
 
 
+def _criticals(nodes: list[Failed], now: float) -> str:
+    """Critical nodes with their state and clock, the first ten named and
+    the rest counted: a message read in ten seconds (the alert itself
+    carries every one, for the API, the webhook and Alertmanager)."""
+    named = ", ".join(f"{n.node} {n.state} ({_clock(n, now)})" for n in nodes[:_NAMED])
+    more = len(nodes) - _NAMED
+    return named + (f" and {more} more critical node{'s' if more != 1 else ''}" if more > 0 else "")
+
+
 def _clock(n: Failed, now: float) -> str:
     left = round(n.since + n.recovery_target_s - now)
     return f"{format_duration(left)} left" if left > 0 else "recovery target breached"
@@ -568,9 +576,7 @@ def _summary(
     text = ", ".join(head)
     others = sorted((n for n in nodes if n.critical and n.node not in causes), key=lambda n: n.node)
     if others:
-        text += " takes critical " + ", ".join(
-            f"{n.node} {n.state} ({_clock(n, now)})" for n in others
-        )
+        text += " takes critical " + _criticals(others, now)
     if collateral:
         text += f"; {len(collateral)} other node{'s' if len(collateral) != 1 else ''}"
     return text

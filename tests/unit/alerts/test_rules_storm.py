@@ -203,3 +203,11 @@ def test_extra_alerts_follow_the_same_lifecycle() -> None:
     assert alerting.update(105, [], extra=[impaired]) == []
     assert events(alerting.update(110, [], extra=[impaired])) == [("impaired:watchdog", "firing")]
     assert events(alerting.update(130, [])) == [("impaired:watchdog", "resolved")]
+
+
+def test_the_message_names_ten_critical_nodes_and_counts_the_rest_the_alert_keeps_all() -> None:
+    nodes = [down("farm-3")] + [down(f"app-{i:02}", "farm-3", critical=True) for i in range(30)]
+    [note] = Alerting(Policy(settle_s=0)).update(100, nodes)
+    named = ", ".join(f"app-{i:02} down (10m left)" for i in range(10))
+    assert note.alert.summary == f"farm-3 down takes critical {named} and 20 more critical nodes"
+    assert len(note.alert.critical) == 30

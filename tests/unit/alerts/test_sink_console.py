@@ -142,3 +142,13 @@ async def test_it_fails_for_good_when_the_reader_went_away() -> None:
 
     assert str(caught.value) == "console: stream is closed"
     assert caught.value.permanent
+
+
+async def test_it_names_ten_critical_nodes_and_counts_the_rest() -> None:
+    many = tuple(Impacted(f"app-{i:02}", State.DOWN, 720.0, STARTED) for i in range(12))
+    alert = Alert("outage:farm", "outage", "critical", ("farm",), "farm down", STARTED, many)
+    [line] = await lines_for(Notification("n-9", alert, "firing", AT))
+    named = ", ".join(f"app-{i:02} (10m left)" for i in range(10))
+    assert (
+        line == f"FIRING critical outage:farm — farm down; takes down critical {named} and 2 more\n"
+    )
