@@ -77,7 +77,8 @@ class Metrics:
         self.inconclusive = Counter(
             "watchdog_probe_runs_inconclusive_total",
             "Probe runs that said nothing about their target because of the watchdog's own "
-            "trouble, by cause (descriptors, buffers, memory, ports, processes, stall, cut_off).",
+            "trouble, by cause (descriptors, buffers, memory, ports, processes, connections, "
+            "stall, cut_off).",
             ["cause"],
             registry=registry,
         )

@@ -163,6 +163,7 @@ _CAUSES = {
     "memory": "out of memory",
     "ports": "out of local ports",
     "processes": "cannot start processes",
+    "connections": "no free connection in the watchdog's pool",
     "stall": "event loop stalled",
     "cut_off": "cut off at the deadline",
 }

@@ -4,10 +4,12 @@ fail, stall, trickle, reset, send garbage or huge bodies, redirect."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -375,7 +377,12 @@ async def test_it_is_unknown_when_no_shared_connection_is_free(serve: Serve) -> 
         waiting = await check(clients, url, timeout_s=0.3)
         release.set()
         held_result = await holder
-    assert waiting == ProbeResult(State.UNKNOWN, "no free connection after 300ms", None)
+    assert waiting == ProbeResult(
+        State.UNKNOWN,
+        "no verdict: no free connection after 300ms",
+        None,
+        inconclusive="connections",
+    )
     assert (held_result.state, held_result.reason) == (State.UP, "ok")
 
 
@@ -455,3 +462,58 @@ async def test_it_verifies_tls_only_when_asked(
     assert result.state is state
     if state is State.DOWN:
         assert re.fullmatch(r"tls: self[- ]signed certificate", result.reason), result.reason
+
+
+OUT_OF_DESCRIPTORS = """
+import asyncio, json, os, resource, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from watchdog.probes import HttpClients, HttpProbe, HttpSpec
+
+class Ok(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_address[1]}/health"
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+async def main():
+    spec = HttpSpec(url, timeout_s=2)
+    async with HttpClients() as clients:
+        probe = HttpProbe(spec, clients.client_for(spec))  # as the daemon builds it, at start
+        hog = []
+        try:
+            for _ in range(1000):  # bounded: the limit is 256
+                hog.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        result = await probe.check()
+        for fd in hog:
+            os.close(fd)
+        after = await probe.check()
+    print(json.dumps([[str(r.state), r.reason, r.inconclusive] for r in (result, after)]))
+    server.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def test_an_http_probe_out_of_descriptors_is_inconclusive_not_down() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        ["unknown", "no verdict: the watchdog is out of file descriptors (EMFILE)", "descriptors"],
+        ["up", "ok", ""],
+    ]

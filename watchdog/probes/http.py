@@ -26,6 +26,8 @@ from watchdog.probes.result import (
     ProbeResult,
     apply_latency_threshold,
     describe_os_error,
+    inconclusive,
+    local_trouble,
     shorten,
     timeout_reason,
 )
@@ -281,11 +283,14 @@ class HttpProbe:
         origin: BaseException = exc
         if isinstance(exc, httpx.TransportError) and isinstance(exc.__cause__, aiohttp.ClientError):
             origin = exc.__cause__
+        local = local_trouble(exc)
+        if local is not None:
+            return inconclusive(*local)
         if isinstance(origin, TimeoutError | httpx.TimeoutException):
             if isinstance(origin, httpx.PoolTimeout) or progress.queued:
                 # Our own pool is full: says nothing about the target.
                 waited = format_duration(spec.timeout_s)
-                return ProbeResult(State.UNKNOWN, f"no free connection after {waited}")
+                return inconclusive("connections", f"no free connection after {waited}")
             return ProbeResult(State.DOWN, timeout_reason(spec.timeout_s))
         if isinstance(origin, httpx.InvalidURL):
             reason = redact_urls(_sentence(str(origin)))

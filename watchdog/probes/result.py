@@ -87,7 +87,16 @@ _LOCAL_ERRNOS = {
     errno.EAGAIN: ("processes", "the watchdog cannot start a process now (EAGAIN)"),
 }
 # Every cause a run can be inconclusive for; bounded, for metrics labels.
-LOCAL_CAUSES = ("descriptors", "buffers", "memory", "ports", "processes", "stall", "cut_off")
+LOCAL_CAUSES = (
+    "descriptors",
+    "buffers",
+    "memory",
+    "ports",
+    "processes",
+    "connections",
+    "stall",
+    "cut_off",
+)
 
 
 def local_trouble(exc: BaseException, *, spawning: bool = False) -> tuple[str, str] | None:
