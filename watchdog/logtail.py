@@ -78,6 +78,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from watchdog.probes.result import local_trouble
+
 __all__ = ["Batch", "Follower", "Position"]
 
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z")
@@ -174,6 +176,8 @@ class Batch:
     """
 
     lines: list[str] = field(default_factory=list)
+    # A file could not be read for the watchdog's own shortage: (cause, words).
+    local: tuple[str, str] | None = None
     files: int = 0
     missing: bool = False
     bytes_read: int = 0
@@ -208,6 +212,16 @@ class _Known:
     offset: int
     head: str
     skipping: bool
+
+
+def _failed(batch: Batch, path: str, e: OSError) -> None:
+    """`path` could not be read: the watchdog's own shortage (descriptors,
+    memory) is not the file's fault, and is kept apart."""
+    local = local_trouble(e)
+    if local is not None:
+        batch.local = local
+    else:
+        batch.errors.append(f"{path}: {_reason(e)}")
 
 
 def _reason(e: OSError) -> str:
@@ -347,7 +361,7 @@ class Follower:
             try:
                 st = os.stat(path)
             except OSError as e:
-                batch.errors.append(f"{path}: {_reason(e)}")
+                _failed(batch, path, e)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 batch.errors.append(f"{path}: is a directory")
@@ -388,7 +402,7 @@ class Follower:
             # O_NONBLOCK: a FIFO swapped in after the stat must not block us.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
-            batch.errors.append(f"{path}: {_reason(e)}")
+            _failed(batch, path, e)
             return None
         try:
             st = os.fstat(fd)
@@ -415,7 +429,7 @@ class Follower:
                 f.offset, f.skipping = self._end_of_last_line(fd, st.st_size)
             self._set_head(f)
         except OSError as e:
-            batch.errors.append(f"{path}: {_reason(e)}")
+            _failed(batch, path, e)
             os.close(fd)
             return None
         if copy is None:
@@ -504,7 +518,7 @@ class Follower:
                 used, eof = self._consume(f, budget, batch)
                 self._set_head(f)
             except OSError as e:
-                batch.errors.append(f"{f.path}: {_reason(e)}")
+                _failed(batch, f.path, e)
                 if f.grace is not None:
                     self._finish(f, batch, deliver=False)
                 continue
@@ -618,7 +632,7 @@ class Follower:
             self._set_head(f)
             linked = os.fstat(f.fd).st_nlink > 0
         except OSError as e:
-            batch.errors.append(f"{f.path}: {_reason(e)}")
+            _failed(batch, f.path, e)
         self._close_fd(f)
         del self._files[f.key]
         if linked:

@@ -5,7 +5,10 @@ and a restart that resumes from the saved offsets."""
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,47 @@ async def test_a_store_that_cannot_save_does_not_stop_the_probe(
     assert (result.state, result.reason) == (State.UP, "ok: 1 new line")
     assert "cannot save log probe state" in caplog.text
     log.close()
+
+
+OUT_OF_DESCRIPTORS = """
+import asyncio, json, os, resource, sys
+from watchdog.probes.log import LogProbe, LogSpec
+
+path = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+async def main():
+    probe = LogProbe(LogSpec(path, from_start=True), "api#0", state=None, interval_s=10.0)
+    await asyncio.to_thread(lambda: None)  # its worker thread, as a running daemon has it
+    hog = []
+    try:
+        for _ in range(1000):  # bounded: the limit is 256
+            hog.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    result = await probe.check()
+    for fd in hog:
+        os.close(fd)
+    after = await probe.check()
+    probe.close()
+    print(json.dumps([[str(r.state), r.reason, r.inconclusive] for r in (result, after)]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_log_probe_out_of_descriptors_is_inconclusive_not_degraded(tmp_path: Path) -> None:
+    log = tmp_path / "api.log"
+    write(log, "INFO started", "INFO serving")
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS, str(log)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        ["unknown", "no verdict: the watchdog is out of file descriptors (EMFILE)", "descriptors"],
+        ["up", "ok: 2 new lines", ""],
+    ]

@@ -34,7 +34,7 @@ from watchdog.anomalies import Anomaly, LogAnalyzer, LogRules
 from watchdog.logmine import redact_secrets
 from watchdog.logtail import Batch, Follower, Position
 from watchdog.probe_state import ProbeState
-from watchdog.probes.result import ProbeResult, shorten
+from watchdog.probes.result import ProbeResult, inconclusive, shorten
 from watchdog.store import StoreError
 
 __all__ = ["LogProbe", "LogSpec"]
@@ -245,6 +245,8 @@ class LogProbe:
                 shorten("; ".join(reasons)),
                 anomalies=tuple(a.reason for a in anomalies),
             )
+        if batch.local is not None and not batch.errors:
+            return inconclusive(*batch.local)  # the watchdog's trouble, not the files'
         if batch.missing:
             return ProbeResult(State.DEGRADED, shorten(f"no log file matches {self.spec.paths}"))
         if batch.errors:
