@@ -1,11 +1,11 @@
-"""Generate layered topology files (version 1, DESIGN.md) for benchmarks.
+"""Generate layered topology files (version 1, docs/semantics.md) for benchmarks.
 
 Layers, bottom to top: farms, hosts (each on one farm), datastores (on hosts,
 some replicated, some a 2-of-3 quorum) and services (on hosts or farms, with
 requirements on datastores and other services). Services and datastores come
 in domains (teams) of about 40 services, each placed on two home farms picked
 at random, so every farm carries the fate of teams that never talk to each
-other (the outage DESIGN.md starts from). Domains form business units of 25;
+other (the outage the README starts from). Domains form business units of 25;
 the first domain of a unit is its core, replicated across three farms, that
 the unit's other domains lean on. Units only share farms and hosts, so a
 farm's blast radius does not grow with the estate.

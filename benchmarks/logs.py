@@ -28,8 +28,12 @@ watchdog.anomalies).
 
 Figures, never assertions.
 
-    .venv/bin/python benchmarks/logs.py [--lines 10000000] [--throughput-lines 1000000]
-        [--data ../shared/datasets/loghub]
+    .venv/bin/python benchmarks/logs.py --data DIR [--lines 10000000]
+        [--throughput-lines 1000000]
+
+DIR holds Loghub's 2k samples (https://github.com/logpai/loghub:
+HDFS/HDFS_2k.log_structured_corrected.csv and BGL/BGL_2k...csv); the
+tests never need it.
 """
 
 from __future__ import annotations
@@ -382,12 +386,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--lines", type=int, default=10_000_000, help="memory run length")
     parser.add_argument("--throughput-lines", type=int, default=1_000_000)
-    parser.add_argument("--data", type=Path, default=Path("../shared/datasets/loghub"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="Loghub's 2k samples: DIR/HDFS/HDFS_2k.log_structured_corrected.csv and DIR/BGL/...",
+    )
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_only:
         part_memory(args.lines)
         return 0
+    if args.data is None:
+        parser.error("--data DIR is required: a copy of Loghub's 2k samples (see --help)")
     needed = [args.data / d / f"{d}_2k.log_structured_corrected.csv" for d in ("HDFS", "BGL")]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:

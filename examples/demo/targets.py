@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import random
 import socketserver
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,16 +71,22 @@ def write_log(stop: threading.Event) -> None:
                 log.write(f"{stamp} INFO order {order} advanced to shipping in {took}ms\n")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8180)
     args = parser.parse_args()
-    tcp = _TcpServer(("127.0.0.1", args.port + 1), Echo)
+    try:
+        tcp = _TcpServer(("127.0.0.1", args.port + 1), Echo)
+        http = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    except OSError as err:
+        # One line, no traceback: another demo (or something else) has the port.
+        reason = (err.strerror or str(err)).lower()
+        print(f"demo targets: cannot listen on 127.0.0.1:{args.port}-{args.port + 1}: {reason}")
+        return 3
     threading.Thread(target=tcp.serve_forever, daemon=True).start()
     stop = threading.Event()
     writer = threading.Thread(target=write_log, args=(stop,), daemon=True)
     writer.start()
-    http = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print(f"demo targets on http://127.0.0.1:{args.port} and tcp 127.0.0.1:{args.port + 1}")
     print(f"writing {LOG}")
     try:
@@ -90,7 +97,8 @@ def main() -> None:
         stop.set()
         http.server_close()
         tcp.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
