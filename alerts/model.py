@@ -28,8 +28,10 @@ __all__ = [
 AlertKind = Literal["outage", "drift", "anomaly", "maneuver", "heartbeat", "impaired"]
 Severity = Literal["critical", "warning", "info"]
 # What a notification says about its alert: it started firing, it still
-# fires (a reminder), it outlived a recovery target, or it is over.
-Event = Literal["firing", "repeat", "escalated", "resolved"]
+# fires (a reminder), it outlived a recovery target, or it is over. A
+# `notice` is an announcement (a maneuver started, refused or ended, a
+# silence added or ended): said once, never updated, never resolved.
+Event = Literal["firing", "repeat", "escalated", "resolved", "notice"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -383,7 +383,7 @@ class Alerting:
         )
         critical = sorted((n for n in nodes if n.critical), key=lambda n: n.node)
         if critical:
-            text += " take critical " + _criticals(critical, now)
+            text += " " + _impact(critical, now, plural=True)
         others = sum(1 for n in nodes if not n.critical and n.node not in roots)
         if others:
             text += f"; {others} other node{'s' if others != 1 else ''} fail with them"
@@ -456,8 +456,9 @@ class Alerting:
                 and now - impacted.since >= factors[level] * impacted.recovery_target_s
             ):
                 tracked.escalations[impacted.node] = level + 1
+                lasted = format_duration(now - impacted.since)
                 over.append(
-                    f"{impacted.node} down for {format_duration(now - impacted.since)}, "
+                    f"{impacted.node} {impacted.state} for {lasted}, "
                     f"over its recovery target of {format_duration(impacted.recovery_target_s)}"
                 )
         if not over:
@@ -552,8 +553,32 @@ def _criticals(nodes: list[Failed], now: float) -> str:
     the rest counted: a message read in ten seconds (the alert itself
     carries every one, for the API, the webhook and Alertmanager)."""
     named = ", ".join(f"{n.node} {n.state} ({_clock(n, now)})" for n in nodes[:_NAMED])
-    more = len(nodes) - _NAMED
-    return named + (f" and {more} more critical node{'s' if more != 1 else ''}" if more > 0 else "")
+    return named + _more(len(nodes) - _NAMED)
+
+
+def _impact(nodes: list[Failed], now: float, *, plural: bool = False) -> str:
+    """What a cause does to critical `nodes`, in words that say which are
+    down and which only degraded: `takes critical orders down (9m left)
+    and degrades critical checkout (4m left)`. Ten are named (those down
+    first), the rest counted."""
+    down = [n for n in nodes if n.state == State.DOWN]
+    degraded = [n for n in nodes if n.state != State.DOWN]
+    shown_down = down[:_NAMED]
+    shown_degraded = degraded[: _NAMED - len(shown_down)]
+    take, degrade = ("take", "degrade") if plural else ("takes", "degrades")
+    phrases = []
+    if shown_down:
+        named = ", ".join(f"{n.node} down ({_clock(n, now)})" for n in shown_down)
+        phrases.append(f"{take} critical {named}")
+    if shown_degraded:
+        named = ", ".join(f"{n.node} ({_clock(n, now)})" for n in shown_degraded)
+        phrases.append(f"{degrade} critical {named}")
+    more = _more(len(nodes) - len(shown_down) - len(shown_degraded))
+    return " and ".join(phrases) + ("," if more and len(phrases) > 1 else "") + more
+
+
+def _more(count: int) -> str:
+    return f" and {count} more critical node{'s' if count != 1 else ''}" if count > 0 else ""
 
 
 def _clock(n: Failed, now: float) -> str:
@@ -564,7 +589,9 @@ def _clock(n: Failed, now: float) -> str:
 def _summary(
     causes: tuple[str, ...], nodes: list[Failed], collateral: tuple[str, ...], now: float
 ) -> str:
-    """`farm-oms-1 down takes critical orders-workflow down (9m left); 3 other nodes`."""
+    """`farm-oms-1 down takes critical orders-workflow down (9m left); 3 other nodes`,
+    or `farm-x down degrades critical checkout (4m left)`: a cause that only
+    degrades critical nodes is not said to take anything down."""
     by_name = {n.node: n for n in nodes}
     head = []
     for cause in causes:
@@ -576,7 +603,7 @@ def _summary(
     text = ", ".join(head)
     others = sorted((n for n in nodes if n.critical and n.node not in causes), key=lambda n: n.node)
     if others:
-        text += " takes critical " + _criticals(others, now)
+        text += " " + _impact(others, now)
     if collateral:
         text += f"; {len(collateral)} other node{'s' if len(collateral) != 1 else ''}"
     return text

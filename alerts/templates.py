@@ -18,11 +18,12 @@ when rendered, like any other error.
 
 What a template sees: `alert` (key, kind, severity, root_cause, summary,
 labels, collateral, started_at), `event` (firing, repeat, escalated,
-resolved), `now`, `lasted` (seconds since the alert started), `critical`
-(the critical nodes, each with node, state, recovery_target_s, since,
-left_s and over_s), and the filters `whole` (seconds as `9m30s`, to the
-second), `duration` (as the file writes them), `mrkdwn` (Slack escaping)
-and `code` (Slack inline code).
+resolved, or notice: an announcement of a maneuver or a silence), `now`,
+`lasted` (seconds since the alert started), `critical` (the critical
+nodes, each with node, state, recovery_target_s, since, left_s and
+over_s), and the filters `whole` (seconds as `9m30s`, to the second),
+`duration` (as the file writes them), `mrkdwn` (Slack escaping) and `code`
+(Slack inline code).
 """
 
 from __future__ import annotations

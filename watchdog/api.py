@@ -7,14 +7,22 @@ It runs in the API process (`watchdog.api_process`), never in the daemon's:
 answers are built from a `View` of the daemon's state (in a worker thread
 when large), and what only the daemon can do (the store, maneuvers,
 silences, reload) is asked of it with `Backend.call`. `/-/healthy` and
-`/-/ready` read two flags and wait for nothing."""
+`/-/ready` read two flags and wait for nothing.
+
+Every refusal answers `{"problems": [...]}` (blast-radius adds `valid` and
+`exit_code`, as the CLI's `--format json` does), each problem an object of
+the shape the CLI's JSON gives: `file` and `line` (null unless it is about
+a file: a refused reload's), `path` (what in the request or the file is
+wrong: a query parameter, a body field such as `actions[0].node`, a key of
+the file; "" for the request as a whole) and `message`, for people. Shown
+as `path: message`, it reads as the CLI's text does."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +37,16 @@ from watchdog.config import TOKEN_ENV
 from watchdog.http_server import ApiCounts
 from watchdog.snapshot import View, metrics_text, status_json
 
-__all__ = ["TOKEN_ENV", "Backend", "Busy", "CallRefused", "Reload", "create_app"]
+__all__ = [
+    "TOKEN_ENV",
+    "Backend",
+    "Busy",
+    "CallRefused",
+    "Problem",
+    "Reload",
+    "create_app",
+    "problem",
+]
 
 # The Prometheus text format, version 0.0.4.
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
@@ -49,10 +66,12 @@ class CallRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reload:
-    """The outcome of a reload: in force or refused, and why."""
+    """The outcome of a reload: in force or refused, and why: each problem
+    an object with its file and line (as `problem` makes them, `file` and
+    `line` filled in), or a text when it is about no place in the file."""
 
     ok: bool
-    problems: tuple[str, ...] = ()
+    problems: tuple[dict[str, Any] | str, ...] = ()
 
 
 class Backend(Protocol):
@@ -84,9 +103,31 @@ _CHUNKED = 100
 _STATES = {str(state): state for state in State}
 
 
-def _problems(status: int, *messages: str) -> Response:
-    """An error answer: every problem, for people, and the status."""
-    return JSONResponse({"problems": list(messages)}, status_code=status)
+Problem = dict[str, Any]
+
+
+def problem(message: str, path: str = "") -> Problem:
+    """One problem of a request, in the shape of the module docstring."""
+    return {"file": None, "line": None, "path": path, "message": message}
+
+
+def _as_problem(found: object) -> Problem:
+    """A problem the daemon gave (a refused reload's): an object with the
+    file and line it names, or a text, which becomes the message."""
+    if isinstance(found, Mapping):
+        line = found.get("line")
+        return {
+            "file": None if found.get("file") is None else str(found["file"]),
+            "line": line if isinstance(line, int) else None,
+            "path": str(found.get("path") or ""),
+            "message": str(found.get("message", "")),
+        }
+    return problem(str(found))
+
+
+def _problems(status: int, *problems: Problem) -> Response:
+    """An error answer: every problem, and the status."""
+    return JSONResponse({"problems": list(problems)}, status_code=status)
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:
@@ -94,9 +135,9 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
     try:
         body = await request.json()
     except ValueError:
-        return _problems(400, "expected a JSON body")
+        return _problems(400, problem("expected a JSON body"))
     if not isinstance(body, dict):
-        return _problems(400, "expected a JSON object")
+        return _problems(400, problem("expected a JSON object"))
     return body
 
 
@@ -159,17 +200,24 @@ def create_app(backend: Backend) -> Starlette:
 
     def refused(request: Request) -> Response | None:
         """Mutating endpoints need `Authorization: Bearer <token>`; with no
-        token in the daemon's environment they are disabled."""
+        token in the daemon's environment they are disabled. A missing
+        token and a wrong one are told apart (which says nothing of the
+        token itself)."""
         token = backend.api_token
         if token is None:
             message = (
                 f"mutating endpoints are disabled: set {TOKEN_ENV} in the daemon's environment"
             )
-            return _problems(403, message)
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _problems(403, problem(message))
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
             message = f"a bearer token is required: Authorization: Bearer ${TOKEN_ENV}"
-            return _problems(401, message)
+            return _problems(401, problem(message))
+        # Compared in constant time: how much of it matches is not told.
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            message = f"wrong token: it is not the daemon's ${TOKEN_ENV}"
+            return _problems(401, problem(message))
         return None
 
     async def metrics(request: Request) -> Response:
@@ -195,7 +243,7 @@ def create_app(backend: Backend) -> Starlette:
     async def status(request: Request) -> Response:
         query = request.query_params
         problems = [
-            f"unknown parameter {p!r}: use node, state, critical"
+            problem(f"unknown parameter {p!r}: use node, state, critical")
             for p in sorted(set(query) - {"node", "state", "critical"})
         ]
         wanted = []
@@ -203,12 +251,13 @@ def create_app(backend: Backend) -> Starlette:
             if text in _STATES:
                 wanted.append(_STATES[text])
             else:
-                problems.append(f"state={text}: expected one of {', '.join(_STATES)}")
+                expected = f"expected one of {', '.join(_STATES)}, got {text!r}"
+                problems.append(problem(expected, "state"))
         critical = None
         if "critical" in query:
             text = query["critical"]
             if text not in ("true", "false"):
-                problems.append(f"critical={text}: expected true or false")
+                problems.append(problem(f"expected true or false, got {text!r}", "critical"))
             critical = text == "true"
         view = await backend.view()
         topology = view.live.topology
@@ -216,7 +265,7 @@ def create_app(backend: Backend) -> Starlette:
         for name in nodes:
             if name not in topology:
                 hint = suggest(name, topology.nodes)
-                problems.append(f"node={name}: unknown node {name!r}{hint}")
+                problems.append(problem(f"unknown node {name!r}{hint}", "node"))
         if problems:
             return _problems(400, *problems)
         private = refused(request) is None
@@ -232,20 +281,23 @@ def create_app(backend: Backend) -> Starlette:
     async def blast_radius(request: Request) -> Response:
         live = (await backend.view()).live
         actions = []
-        problems = []
+        problems: list[Problem] = []
         for kind in ACTION_KINDS:
             for name in request.query_params.getlist(kind):
                 if name in live.topology:
                     actions.append(Action(kind, name))
                 else:
                     hint = suggest(name, live.topology.nodes)
-                    problems.append(f"{kind}={name}: unknown node {name!r}{hint}")
+                    problems.append(problem(f"unknown node {name!r}{hint}", kind))
         unknown = set(request.query_params) - set(ACTION_KINDS)
         problems += [
-            f"unknown parameter {p!r}: use {', '.join(ACTION_KINDS)}" for p in sorted(unknown)
+            problem(f"unknown parameter {p!r}: use {', '.join(ACTION_KINDS)}")
+            for p in sorted(unknown)
         ]
         if not actions and not problems:
-            problems.append("name a maneuver: ?shutdown=NODE, ?drain=NODE or ?restart=NODE")
+            problems.append(
+                problem("name a maneuver: ?shutdown=NODE, ?drain=NODE or ?restart=NODE")
+            )
         if problems:
             return _json({"valid": False, "exit_code": 3, "problems": problems}, 400)
         impact = await asyncio.to_thread(
@@ -258,7 +310,9 @@ def create_app(backend: Backend) -> Starlette:
         try:
             window = parse_duration(text)
         except ValueError:
-            return _problems(400, f"since: bad duration {text!r}: expected e.g. 30d or 12h")
+            return _problems(
+                400, problem(f"bad duration {text!r}: expected e.g. 30d or 12h", "since")
+            )
         node = request.query_params.get("node")
         found = await backend.call("incidents", since=backend.now() - window, node=node)
         return _json({"since_s": window, "incidents": found})
@@ -278,21 +332,24 @@ def create_app(backend: Backend) -> Starlette:
         if isinstance(body, Response):
             return body
         topology = (await backend.view()).live.topology
-        problems: list[str] = []
+        problems: list[Problem] = []
         actions: list[tuple[str, str]] = []
         raw = body.get("actions")
-        for item in raw if isinstance(raw, list) else []:
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
             kind = item.get("action") if isinstance(item, dict) else None
             node = item.get("node") if isinstance(item, dict) else None
+            where = f"actions[{index}]"
             if kind not in ACTION_KINDS:
-                problems.append(f"action {kind!r}: use {', '.join(ACTION_KINDS)}")
+                expected = f"expected one of {', '.join(ACTION_KINDS)}, got {kind!r}"
+                problems.append(problem(expected, f"{where}.action"))
             elif not isinstance(node, str) or node not in topology:
                 hint = suggest(str(node), topology.nodes)
-                problems.append(f"{kind} {node}: unknown node {node!r}{hint}")
+                problems.append(problem(f"unknown node {node!r}{hint}", f"{where}.node"))
             else:
                 actions.append((kind, node))
         if not isinstance(raw, list) or not raw:
-            problems.append('name the maneuver: {"actions": [{"action": "shutdown", "node": N}]}')
+            example = '{"actions": [{"action": "shutdown", "node": N}]}'
+            problems.append(problem(f"name the maneuver: {example}", "actions"))
         if problems:
             return _problems(400, *problems)
         maneuver, code = await backend.call(
@@ -322,13 +379,14 @@ def create_app(backend: Backend) -> Starlette:
         if isinstance(body.get("label"), str):
             key, sep, value = body["label"].partition("=")
             if not sep or not key:
-                return _problems(400, "label: expected key=value")
+                expected = f"expected key=value, got {body['label']!r}"
+                return _problems(400, problem(expected, "label"))
             label = (key, value)
         try:
             duration = parse_duration(str(body.get("for", "")))
         except ValueError:
-            message = f"for: bad duration {body.get('for')!r}: e.g. 2h"
-            return _problems(400, message)
+            message = f"bad duration {body.get('for')!r}: e.g. 2h"
+            return _problems(400, problem(message, "for"))
         node = body.get("node")
         silence = await backend.call(
             "silence_add",
@@ -354,14 +412,14 @@ def create_app(backend: Backend) -> Starlette:
         ok, problems = await backend.call("reload")
         if ok:
             return _json({"reloaded": True})
-        return _json({"reloaded": False, "problems": list(problems)}, 400)
+        return _json({"reloaded": False, "problems": [_as_problem(p) for p in problems]}, 400)
 
     async def busy(request: Request, exc: Exception) -> Response:
-        return _problems(503, str(exc))
+        return _problems(503, problem(str(exc)))
 
     async def call_refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, CallRefused)
-        return _problems(exc.status, str(exc))
+        return _problems(exc.status, problem(str(exc)))
 
     routes = [
         Route("/metrics", metrics),

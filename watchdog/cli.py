@@ -476,7 +476,9 @@ def _daemon_call(
         if err.code != 409 or "problems" in answer:
             problems = answer.get("problems") or [f"http {err.code}"]
             return _refuse(
-                args, [f"watchdog {command}: {redact_urls(str(p))}" for p in problems], []
+                args,
+                [f"watchdog {command}: {redact_urls(_said(p))}" for p in problems],
+                [p for p in problems if isinstance(p, dict)],
             )
     except (OSError, ValueError) as err:
         reason = redact_urls(str(getattr(err, "reason", None) or err))
@@ -485,6 +487,16 @@ def _daemon_call(
             args, [f"watchdog {command}: cannot reach the daemon at {shown}: {reason}"], []
         )
     return answer
+
+
+def _said(problem: object) -> str:
+    """A problem the API answered, for people: `path: message` (the
+    message alone when it is about no path)."""
+    if not isinstance(problem, dict):
+        return str(problem)
+    path, message = problem.get("path") or "", str(problem.get("message", ""))
+    where = f"{problem['file']}:{problem['line']}: " if problem.get("file") else ""
+    return f"{where}{path}: {message}" if path else f"{where}{message}"
 
 
 def _maneuver(args: argparse.Namespace) -> int:

@@ -184,6 +184,7 @@ class Daemon:
     ) -> None:
         self.path = Path(path)
         self.clock = clock
+        self.log_format = log_format  # the console sink writes alerts in it too
         self.config: DaemonConfig = load_config(self.path)  # InvalidInput for a bad file
         # What the log masks: every secret read from the environment or the file.
         self.secrets = secrets if secrets is not None else Secrets()
@@ -245,7 +246,7 @@ class Daemon:
         self.alert_state = AlertState(self.store)
         self.alerting.restore(self.alert_state.load())
         self.outbox = Outbox(self.store)
-        self.silences = Silences(self.store)
+        self.silences = Silences(self.store, since=clock())
         self.api_token = os.environ.get(TOKEN_ENV) or None
         if self.api_token is not None:
             self.secrets.add(self.api_token)
@@ -256,7 +257,6 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: ApiLink | None = None
         self._changed = asyncio.Event()
-        self.log_format = log_format
         self.metrics.reloaded(True, clock())
 
     # --- what the API asks ------------------------------------------------
@@ -285,11 +285,16 @@ class Daemon:
             # Parsing a large file takes a while: not on the loop that probes.
             config = await asyncio.to_thread(load_config, self.path)
         except InvalidInput as err:
-            problems = tuple(str(p) for p in err.problems)
-            for problem in problems:
-                log.error("reload refused: %s", problem)
+            # One line: a file with many problems is not a flood to limit.
+            log.error("reload refused: %s", "; ".join(str(p) for p in err.problems))
             self.metrics.reloaded(False, self.clock())
-            return Reload(False, problems)
+            return Reload(
+                False,
+                tuple(
+                    {"file": p.source, "line": p.line, "path": p.path, "message": p.message}
+                    for p in err.problems
+                ),
+            )
         refused: list[str] = []
         try:
             router = Router(config.alerts.routes, [s.name for s in self.sinks])
@@ -502,7 +507,10 @@ class Daemon:
             self.announce(note)
             return silence.to_json()
         if op == "silence_expire":
-            return self.silences.expire(args["ident"], now).to_json()
+            expired, notice = self.silences.expire(args["ident"], now)
+            if notice is not None:
+                self.announce(notice)
+            return expired.to_json()
         raise CallError(404, f"no such call {op!r}")
 
     async def _publish_loop(self) -> None:
@@ -570,7 +578,9 @@ class Daemon:
         link = f"http://{host}:{port}"
         templates = self.templates
         sinks: list[Sink] = (
-            [ConsoleSink(templates=templates)] if "console" in alerts.sink_names else []
+            [ConsoleSink(templates=templates, fmt="json" if self.log_format == "json" else "text")]
+            if "console" in alerts.sink_names
+            else []
         )
         slack = alerts.slack
         if slack is not None:
@@ -718,6 +728,10 @@ class Daemon:
         were queued."""
         self.alert_rounds += 1
         self.metrics.alert_rounds.inc()
+        # Silences whose time ran out are announced, as those ended by hand.
+        ended = self.silences.ended(self.clock())
+        if ended:
+            self._queue([notice for _, notice in ended], self.clock())
         if not self.live.settled:
             return 0
         now = self.clock()

@@ -345,7 +345,16 @@ class _BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
-            {"problems": [f"request body too large: at most {self._max_bytes} bytes"]}
+            {
+                "problems": [
+                    {
+                        "file": None,
+                        "line": None,
+                        "path": "",
+                        "message": f"request body too large: at most {self._max_bytes} bytes",
+                    }
+                ]
+            }
         ).encode()
         await send(
             {

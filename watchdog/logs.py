@@ -2,19 +2,43 @@
 for log shippers (`--log-format json`). The handler also keeps a flood of
 one error from drowning the rest (a few lines per distinct message per
 minute, then how many more), never prints a traceback for the daemon's own
-resource exhaustion, and masks every registered secret."""
+resource exhaustion, and masks every registered secret.
+
+Every line starts with its time, RFC 3339 in UTC (`2024-05-01T10:00:00Z`
+in text, with milliseconds in JSON), as the console sink's alert lines do.
+
+A JSON line has `time`, `level`, `logger`, `message` (as the text line
+shows it), `error` (a traceback, if any) and one key per field of the
+message: the `key=value` pairs a log call writes in its message are lifted
+into keys, so that no call has to change for a shipper to filter on them.
+They are read from the call's template, not from the finished message, so
+that a value with spaces stays whole and a value that looks like a pair
+adds no key: `log.warning("delivery failed sink=%s attempt=%d error=%s",
+name, 2, err)` gives `"sink": "slack", "attempt": 2, "error": "timeout
+after 30s"` (`%d`, `%i` and `%f`-like values are numbers, the rest text),
+beside the unchanged `message`. A value runs to the next space; a pair
+written in a message logged without arguments is lifted as text. Fields
+given with `extra=` are keys too, and win over a lifted pair of the same
+name; neither replaces `time`, `level`, `logger` or `message`, nor the
+`error` of a record with a traceback.
+`color_message`, the ANSI-coloured copy of its message that uvicorn adds
+to its records, is dropped."""
 
 from __future__ import annotations
 
 import copy
 import errno
+import functools
 import json
 import logging
+import math
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 from urllib.parse import quote, quote_plus
 
@@ -55,6 +79,21 @@ _NOTES = "_watchdog_notes"
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", _NOTES}
+# Extra fields that are not worth a key: uvicorn's copy of its message in
+# ANSI colours.
+_DROPPED = frozenset({"color_message"})
+# The keys of a JSON line that no field replaces (`error` is a field's
+# unless the record carries a traceback).
+_RESERVED = frozenset({"time", "level", "logger", "message"})
+# A `key=value` pair in a message template: the key starts the message or
+# follows a space or an opening bracket (not `?a=b` inside a URL); the
+# value runs to the next space.
+_PAIR = re.compile(r"(?:^|(?<=[\s(\[]))(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>\S+)")
+# A printf-style conversion, as `%` formatting reads it.
+_CONVERSION = re.compile(
+    r"%(?:\((?P<name>[^)]*)\))?[#0 +\-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?"
+    r"(?P<type>[diouxXeEfFgGcrsa%])"
+)
 
 
 class Secrets:
@@ -224,10 +263,103 @@ def _notes(record: logging.LogRecord) -> str:
     return notes if isinstance(notes, str) else ""
 
 
+def _rfc3339(seconds: float, timespec: str = "seconds") -> str:
+    """`seconds` since the epoch as RFC 3339 in UTC: `2024-05-01T10:00:00Z`."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """A `key=value` pair of a message template: the value's own template,
+    the arguments it formats (by position, or by name for a mapping), and
+    the conversion type when the value is one conversion and nothing else."""
+
+    key: str
+    value: str
+    positions: tuple[int, ...]
+    names: tuple[str, ...]
+    sole: str | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _template_pairs(template: str) -> tuple[_Pair, ...] | None:
+    """The pairs of `template` (a message formatted with arguments); None
+    when its arguments cannot be told apart (a `*` width takes two)."""
+    conversions = []
+    index = 0
+    for match in _CONVERSION.finditer(template):
+        if match["type"] == "%":
+            continue
+        if "*" in match[0]:
+            return None
+        conversions.append((match.start(), match.end(), index, match["name"], match["type"]))
+        index += 1
+    pairs = []
+    for match in _PAIR.finditer(template):
+        start, end = match.span("value")
+        inside = [c for c in conversions if start <= c[0] and c[1] <= end]
+        sole = inside[0][4] if len(inside) == 1 and inside[0][:2] == (start, end) else None
+        pairs.append(
+            _Pair(
+                match["key"],
+                match["value"],
+                tuple(c[2] for c in inside if c[3] is None),
+                tuple(c[3] for c in inside if c[3] is not None),
+                sole,
+            )
+        )
+    return tuple(pairs)
+
+
+def _lifted(record: logging.LogRecord) -> dict[str, Any]:
+    """The `key=value` pairs of `record`'s message, as JSON values (see the
+    module's docstring); {} when the message cannot be read that way."""
+    template = str(record.msg)
+    args = record.args
+    if not args:
+        return {m["key"]: m["value"] for m in _PAIR.finditer(template)}
+    pairs = _template_pairs(template)
+    if pairs is None:
+        return {}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        try:
+            if pair.names:
+                if not isinstance(args, Mapping):
+                    return {}
+                text = pair.value % args
+                values: tuple[Any, ...] = tuple(args[name] for name in pair.names)
+            elif isinstance(args, tuple):
+                values = tuple(args[i] for i in pair.positions)
+                text = pair.value % values if values else pair.value
+            else:
+                return {}
+        except (LookupError, TypeError, ValueError):
+            return {}  # the message itself fails to format: logging says so
+        out[pair.key] = _typed(text, pair.sole, values)
+    return out
+
+
+def _typed(text: str, conversion: str | None, values: tuple[Any, ...]) -> Any:
+    """A pair's value: a number for a number's conversion, else its text."""
+    if conversion is None or len(values) != 1 or isinstance(values[0], bool):
+        return text
+    if conversion in "diu" and isinstance(values[0], int):
+        return values[0]
+    if conversion in "eEfFgG" and isinstance(values[0], int | float):
+        number = float(text)
+        return number if math.isfinite(number) else text
+    return text
+
+
 class _TextFormatter(logging.Formatter):
     def __init__(self, secrets: Secrets) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self._secrets = secrets
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _rfc3339(record.created)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return super().formatMessage(record) + _notes(record)
@@ -243,14 +375,19 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         redact = self._secrets.redact
+        fields = _lifted(record)
+        fields.update(
+            (k, v) for k, v in record.__dict__.items() if k not in _STANDARD and k not in _DROPPED
+        )
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": _rfc3339(record.created, "milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage() + _notes(record)),
         }
-        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
-        out.update(self._secrets.redact_value(extra))
+        out.update(
+            self._secrets.redact_value({k: v for k, v in fields.items() if k not in _RESERVED})
+        )
         if record.exc_info:
             out["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(out)

@@ -1,7 +1,8 @@
 """Maneuvers: the pre-maneuver check on live state, recorded. A maneuver
 that would take a critical node down is refused unless forced with a
 reason; either way it is announced, naming who asked for what, and its end
-checks that everything it impacted has recovered."""
+checks that everything it impacted has recovered. Announcements are
+notices (`event="notice"`): said once, never resolved."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ class Maneuvers:
     ) -> tuple[Maneuver, Notification]:
         """Judge `actions` on live state and record the maneuver: refused
         when a critical node would go down (unless `force`, which needs a
-        reason), running otherwise. Returns it with its announcement."""
+        reason), running otherwise. Returns it with its announcement (a
+        notice)."""
         if not actions:
             raise ManeuverError("name at least one action: shutdown, drain or restart NODE")
         if not by.strip():
@@ -116,7 +118,7 @@ class Maneuvers:
 
     def end(self, live: LiveState, ident: int, at: float) -> tuple[Maneuver, Notification]:
         """End a running maneuver: check that every node it impacted is up
-        again; the announcement says which are not."""
+        again; the announcement (a notice) says which are not."""
         maneuver = self.get(ident)
         if maneuver.state != "running":
             raise ManeuverError(f"maneuver {ident} is {maneuver.state}, not running", status=409)
@@ -140,7 +142,7 @@ class Maneuvers:
             summary=f"maneuver {ident} by {ended.by} ({ended.what}) ended: {outcome}",
             started_at=ended.started_at,
         )
-        return ended, Notification(f"maneuver:{ident}:end", alert, "resolved", at)
+        return ended, Notification(f"maneuver:{ident}:end", alert, "notice", at)
 
     def watched(self) -> frozenset[str]:
         """The critical nodes that running maneuvers impact: watched closely
@@ -192,13 +194,29 @@ def _maneuver(row: Sequence[Any]) -> Maneuver:
 
 
 def _announce(maneuver: Maneuver, impact: Impact, at: float) -> Notification:
-    """The warning that a maneuver was refused, forced or started: who
-    asked for what, and the critical nodes it takes down."""
+    """The notice that a maneuver was refused, forced or started: who asked
+    for what, and what it does to critical nodes (takes down, degrades,
+    leaves without a spare), as blast-radius says it."""
     critical = tuple(
         Impacted(i.node, i.after, i.recovery_target_s, at) for i in impact.impacted if i.critical
     )
     down = [i.node for i in critical if i.state == State.DOWN]
-    effect = f"takes critical {', '.join(down)} down" if down else f"verdict {impact.verdict}"
+    degraded = [i.node for i in critical if i.state == State.DEGRADED]
+    spare = [
+        i.node
+        for i in impact.impacted
+        if i.critical and i.no_spare and i.after not in (State.DOWN, State.DEGRADED)
+    ]
+    effects = [
+        phrase
+        for names, phrase in (
+            (down, f"takes critical {', '.join(down)} down"),
+            (degraded, f"degrades critical {', '.join(degraded)}"),
+            (spare, f"leaves critical {', '.join(spare)} without a spare"),
+        )
+        if names
+    ]
+    effect = " and ".join(effects) or f"verdict {impact.verdict}"
     reason = f" ({maneuver.reason})" if maneuver.reason else ""
     if maneuver.state == "refused":
         summary = f"{maneuver.by} tried to {maneuver.what}{reason}: refused, it {effect}"
@@ -219,4 +237,4 @@ def _announce(maneuver: Maneuver, impact: Impact, at: float) -> Notification:
         critical=critical,
         collateral=tuple(i.node for i in impact.impacted if not i.critical),
     )
-    return Notification(f"maneuver:{maneuver.id}:{maneuver.state}", alert, "firing", at)
+    return Notification(f"maneuver:{maneuver.id}:{maneuver.state}", alert, "notice", at)

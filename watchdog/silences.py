@@ -1,14 +1,16 @@
 """Silences: alerts muted for a while, by node or by label, each with an
 expiry, a creator and a reason. A silence on a node that critical nodes
-need is refused unless forced, and every silence is announced; and an
-alert that names a critical node taken down is never muted (folding is not
-hiding, and neither is silencing)."""
+need is refused unless forced, and every silence is announced, when it is
+added and when it ends (by hand, or when its time runs out), with a
+notice (`event="notice"`); and an alert that names a critical node taken
+down is never muted (folding is not hiding, and neither is silencing)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from alerts.model import Alert, Notification, Severity
@@ -67,10 +69,18 @@ _COLUMNS = "id, node, label_key, label_value, created_by, reason, forced, create
 
 
 class Silences:
-    """Silences kept in the state store."""
+    """Silences kept in the state store.
 
-    def __init__(self, store: Store) -> None:
+    `ended` tells which silences ran out since it was last asked; the first
+    call looks back to `since` (when given), else it only starts the count.
+    """
+
+    def __init__(self, store: Store, *, since: float | None = None) -> None:
         self.store = store
+        self._ended_since = since
+        # Silences ended by hand and announced then, by id, with their end:
+        # `ended` does not announce them again.
+        self._told: dict[int, float] = {}
 
     def add(
         self,
@@ -123,27 +133,56 @@ class Silences:
         silence = self.get(ident)
         severity: Severity = "warning" if needed else "info"
         forced = " (forced: critical nodes need it)" if needed else ""
-        alert = Alert(
-            key=f"silence:{ident}",
-            kind="maneuver",
-            severity=severity,
-            root_cause=tuple(covered),
-            summary=(
-                f"{by} silenced {silence.matcher} for {format_duration(duration_s)}"
-                f"{forced}: {reason}"
-            ),
-            started_at=at,
+        summary = (
+            f"{by} silenced {silence.matcher} for {format_duration(duration_s)}{forced}: {reason}"
         )
-        return silence, Notification(f"silence:{ident}:added", alert, "firing", at)
+        alert = _notice(silence, summary, at, severity=severity, root_cause=tuple(covered))
+        return silence, Notification(f"silence:{ident}:added", alert, "notice", at)
 
-    def expire(self, ident: int, at: float) -> Silence:
-        """End a silence now; return it as it is now ended."""
+    def expire(self, ident: int, at: float) -> tuple[Silence, Notification | None]:
+        """End a silence now; return it as it is now ended, with the notice
+        that it ended by hand (None when it had already ended: nothing
+        changes, nothing is said)."""
         silence = self.get(ident)
+        if silence.expires_at <= at:
+            return silence, None
         with self.store.transaction("cannot expire a silence") as connection:
             connection.execute(
                 "UPDATE silences SET expires_at = min(expires_at, ?) WHERE id = ?", (at, ident)
             )
-        return dataclasses.replace(silence, expires_at=min(silence.expires_at, at))
+        ended = dataclasses.replace(silence, expires_at=at)
+        self._told[ident] = at
+        lasted = format_duration(at - silence.created_at)
+        summary = f"{_named(ended)} ended by hand after {lasted}; its alerts are heard again"
+        return ended, Notification(
+            f"silence:{ident}:ended", _notice(ended, summary, at), "notice", at
+        )
+
+    def ended(self, now: float) -> list[tuple[Silence, Notification]]:
+        """The silences whose time ran out since the last call (up to `now`),
+        each with the notice that says so, oldest first. Those ended by hand
+        were announced by `expire` and are left out. Call it on every alert
+        round: a silence that runs out is announced within a round."""
+        since = self._ended_since if self._ended_since is not None else now
+        self._ended_since = max(since, now)
+        if now <= since:
+            return []
+        rows = self.store.query(
+            "cannot read silences",
+            f"SELECT {_COLUMNS} FROM silences WHERE expires_at > ? AND expires_at <= ?"
+            " ORDER BY expires_at, id",
+            (since, now),
+        )
+        out = []
+        for silence in map(_silence, rows):
+            if silence.id in self._told:
+                continue
+            lasted = format_duration(silence.expires_at - silence.created_at)
+            summary = f"{_named(silence)} ran out after {lasted}; its alerts are heard again"
+            alert = _notice(silence, summary, silence.expires_at)
+            out.append((silence, Notification(f"silence:{silence.id}:ended", alert, "notice", now)))
+        self._told = {i: end for i, end in self._told.items() if end > now}
+        return out
 
     def get(self, ident: int) -> Silence:
         """The silence `ident`; `SilenceError` when there is none."""
@@ -182,6 +221,35 @@ class Silences:
             ):
                 return silence
         return None
+
+
+def _named(silence: Silence) -> str:
+    """`silence 3 (node farm, by bob: rack move)`."""
+    return f"silence {silence.id} ({silence.matcher}, by {silence.by}: {silence.reason})"
+
+
+def _notice(
+    silence: Silence,
+    summary: str,
+    at: float,
+    *,
+    severity: Severity = "info",
+    root_cause: tuple[str, ...] | None = None,
+) -> Alert:
+    """The alert a notice about `silence` carries: key `silence:ID`, kind
+    `maneuver` (routes that take maneuvers take silences), the label it
+    silences as its label, so that a route on that label hears of it."""
+    if root_cause is None:
+        root_cause = (silence.node,) if silence.node is not None else ()
+    return Alert(
+        key=f"silence:{silence.id}",
+        kind="maneuver",
+        severity=severity,
+        root_cause=root_cause,
+        summary=summary,
+        started_at=at,
+        labels=MappingProxyType(dict([silence.label]) if silence.label else {}),
+    )
 
 
 def _covers(

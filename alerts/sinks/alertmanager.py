@@ -35,6 +35,15 @@ a daemon that dies stops refreshing, and its alerts resolve in Alertmanager
 within the timeout, while the `Watchdog` heartbeat stops too.
 A `resolved` notification sets `endsAt` to the moment the alert resolved.
 
+Notices (a maneuver started, refused or ended, a silence added or ended)
+are not posted: they are announcements, not alerts, and Alertmanager has
+no place for them. Posted firing, one would page like an alert and stay
+until it timed out; posted already resolved (`endsAt` = `startsAt`), it
+would reach no one: Alertmanager sends no resolution for an alert it never
+notified firing (prometheus/alertmanager#1198), and its API lists no
+resolved alert. `send` takes a notice as delivered without a request:
+maneuvers and silences are heard on the console, Slack or the webhook.
+
 Errors are mapped as for the webhook sink (`alerts.sinks.webhook`): 408, 429,
 5xx, connection failures and timeouts are transient, other statuses
 permanent; messages never carry the URL's credentials.
@@ -110,6 +119,8 @@ class AlertmanagerSink:
         return self._resolve_timeout_s / _RESENDS_PER_TIMEOUT
 
     async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
+        if notification.event == "notice":
+            return Receipt(self._name)  # not for Alertmanager: see the module docstring
         labels = _labels_from(previous) or render_labels(notification.alert)
         if notification.event == "resolved":
             ends_at = notification.at

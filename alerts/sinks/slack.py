@@ -23,6 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from alerts.templates import Templates, builtin, escape_mrkdwn, whole
+from topology import State
 from topology.document import redact_url
 
 __all__ = [
@@ -94,13 +95,14 @@ def blocks(
 def _blocks(notification: Notification, now: float, link_base: str, title: str) -> list[Block]:
     alert = notification.alert
     resolved = notification.event == "resolved"
+    impact = _impact(alert.critical)
     if resolved:
         second = ("Lasted", format_seconds(now - alert.started_at))
-        heading = f"*Critical nodes that were down ({len(alert.critical)})*"
+        heading = f"*Critical nodes that were {impact} ({len(alert.critical)})*"
         lines = [_resolved_line(impacted, now) for impacted in alert.critical]
     else:
         second = ("Severity", alert.severity)
-        heading = f"*Critical nodes down ({len(alert.critical)})*"
+        heading = f"*Critical nodes {impact} ({len(alert.critical)})*"
         lines = [_firing_line(impacted, now) for impacted in alert.critical]
     out: list[Block] = [
         {"type": "header", "text": _plain(_cut(title, _HEADER_MAX))},
@@ -120,6 +122,15 @@ def _blocks(notification: Notification, now: float, link_base: str, title: str) 
     out.append({"type": "context", "elements": [_mrkdwn(_collateral(alert, resolved))]})
     out.append({"type": "context", "elements": [_mrkdwn(_links(alert, link_base))]})
     return out
+
+
+def _impact(critical: Sequence[Impacted]) -> str:
+    """What happened to `critical`, in a word: `down`, `degraded`, or
+    `down or degraded` (a node only degraded is never said to be down)."""
+    states = {impacted.state for impacted in critical}
+    if states <= {State.DOWN}:
+        return "down"
+    return "degraded" if states <= {State.DEGRADED} else "down or degraded"
 
 
 def text(notification: Notification, now: float, templates: Templates | None = None) -> str:
@@ -348,7 +359,9 @@ class SlackSink:
     `default`, to a channel); reminders and escalations
     reply in its thread; a resolution rewrites the original message and
     replies in its thread. The receipt keeps the channel id and the `ts` of
-    the original message, so each later notification finds it."""
+    the original message, so each later notification finds it. A notice (a
+    maneuver or silence announced) is a plain text message of its own,
+    never threaded, never updated."""
 
     def __init__(
         self,
@@ -400,6 +413,22 @@ class SlackSink:
         alert, event, now = notification.alert, notification.event, notification.at
         root = _root(previous)
         parts = _parts(notification, now, self._templates)
+        if event == "notice":
+            # An announcement: a plain message of its own, never updated
+            # and never threaded under an alert.
+            channel = self._channel(alert)
+            answer = await self._call(
+                "chat.postMessage",
+                channel,
+                self._client.chat_postMessage(
+                    channel=channel,
+                    text=parts["text"],
+                    unfurl_links=False,
+                    metadata=_metadata(notification),
+                ),
+            )
+            log.debug("slack posted event=%s alert=%s channel=%s", event, alert.key, channel)
+            return self._receipt(str(answer.get("channel", channel)), str(answer["ts"]))
         if event == "firing" or root is None:
             # Also a reminder or a resolution whose first message was never
             # delivered: it gets a message of its own.
@@ -450,7 +479,7 @@ class SlackSink:
         notification id in the message metadata; None when it does not."""
         root = _root(previous)
         oldest = f"{notification.at - _CLOCK_SKEW_S:.6f}"
-        if notification.event == "firing" or root is None:
+        if notification.event in ("firing", "notice") or root is None:
             channel = await self._channel_id(self._channel(notification.alert))
             if channel is None:
                 return None
@@ -574,9 +603,9 @@ def _root(previous: Receipt | None) -> tuple[str, str] | None:
 
 class SlackWebhookSink:
     """Notifications posted to a Slack incoming webhook. A webhook can only
-    post, to its own channel: reminders and escalations are short messages,
-    a resolution is a new message with the resolved blocks. The URL is a
-    secret: it appears in no log and no error."""
+    post, to its own channel: reminders, escalations and notices are short
+    messages, a resolution is a new message with the resolved blocks. The
+    URL is a secret: it appears in no log and no error."""
 
     def __init__(
         self,
@@ -617,8 +646,10 @@ class SlackWebhookSink:
     async def send(self, notification: Notification, previous: Receipt | None) -> Receipt:
         now = notification.at
         parts = _parts(notification, now, self._templates)
-        if notification.event in ("firing", "resolved") or previous is None:
-            body: dict[str, Any] = {
+        if notification.event == "notice":
+            body: dict[str, Any] = {"text": parts["text"], "unfurl_links": False}
+        elif notification.event in ("firing", "resolved") or previous is None:
+            body = {
                 "text": parts["text"],
                 "blocks": _blocks(notification, now, self._link_base, parts["title"]),
                 "unfurl_links": False,

@@ -8,7 +8,7 @@ a removal or a change of meaning bumps `version`)::
     {
       "version": 1,
       "id": "<notification id, also sent as the Idempotency-Key header>",
-      "event": "firing" | "repeat" | "escalated" | "resolved",
+      "event": "firing" | "repeat" | "escalated" | "resolved" | "notice",
       "at": "2024-05-01T10:00:00.000Z",          # when the event happened
       "alert": {
         "key": "outage:farm-oms-1",                # stable for the alert's life
@@ -25,6 +25,13 @@ a removal or a change of meaning bumps `version`)::
         "labels": {"team": "orders"}
       }
     }
+
+A `notice` is an announcement, not an alert: a maneuver started, refused or
+ended (key `maneuver:ID`), a silence added or ended (key `silence:ID`). It
+is sent once, nothing follows it, and no `resolved` ever closes it; its
+`alert` says what was done (`summary`) and, for a maneuver, which critical
+nodes it impacts. (Added within version 1: a receiver that does not know
+an `event` should show its summary and keep nothing open.)
 
 Times are RFC 3339 in UTC with milliseconds. Headers: `Content-Type:
 application/json` and `Idempotency-Key: <id>`, so a receiver can drop the

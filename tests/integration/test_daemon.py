@@ -104,6 +104,11 @@ TOKEN = "api-T0KEN-for-tests-9911"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+def problem(path: str, message: str) -> dict[str, Any]:
+    """A problem of a request as the API answers it (the CLI's JSON shape)."""
+    return {"file": None, "line": None, "path": path, "message": message}
+
+
 @pytest.fixture
 async def running(
     tmp_path: Path, farm: Target, monkeypatch: pytest.MonkeyPatch
@@ -228,12 +233,14 @@ async def test_status_takes_filters_and_refuses_bad_ones(
     )
     assert bad.status_code == 400
     assert bad.json()["problems"] == [
-        "state=sideways: expected one of up, unknown, degraded, down",
-        "critical=yes: expected true or false",
-        "node=wrkflow: unknown node 'wrkflow' (did you mean 'workflow'?)",
+        problem("state", "expected one of up, unknown, degraded, down, got 'sideways'"),
+        problem("critical", "expected true or false, got 'yes'"),
+        problem("node", "unknown node 'wrkflow' (did you mean 'workflow'?)"),
     ]
     unknown = await client.get("/api/v1/status", params={"nodes": "farm"})
-    assert unknown.json()["problems"] == ["unknown parameter 'nodes': use node, state, critical"]
+    assert unknown.json()["problems"] == [
+        problem("", "unknown parameter 'nodes': use node, state, critical")
+    ]
 
 
 async def test_blast_radius_answers_on_live_state(
@@ -248,8 +255,8 @@ async def test_blast_radius_answers_on_live_state(
     wrong = await client.get("/api/v1/blast-radius?shutdown=frm&reboot=x")
     assert wrong.status_code == 400
     assert wrong.json()["problems"] == [
-        "shutdown=frm: unknown node 'frm' (did you mean 'farm'?)",
-        "unknown parameter 'reboot': use shutdown, drain, restart",
+        problem("shutdown", "unknown node 'frm' (did you mean 'farm'?)"),
+        problem("", "unknown parameter 'reboot': use shutdown, drain, restart"),
     ]
 
 
@@ -260,11 +267,21 @@ async def test_mutating_endpoints_want_the_daemons_token_and_nothing_else(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, client = running
-    wanted = "a bearer token is required: Authorization: Bearer $WATCHDOG_API_TOKEN"
-    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": TOKEN}):
+    missing = "a bearer token is required: Authorization: Bearer $WATCHDOG_API_TOKEN"
+    wrong = "wrong token: it is not the daemon's $WATCHDOG_API_TOKEN"
+    for headers, wanted in (
+        ({}, missing),
+        ({"Authorization": TOKEN}, missing),  # the token without its scheme
+        ({"Authorization": "Basic " + TOKEN}, missing),
+        ({"Authorization": "Bearer not-the-token"}, wrong),
+        ({"Authorization": "Bearer " + TOKEN + "x"}, wrong),
+    ):
         for method, url in (("POST", "/-/reload"), ("POST", "/api/v1/maneuvers")):
             answer = await client.request(method, url, headers=headers, json={})
-            assert (answer.status_code, answer.json()["problems"]) == (401, [wanted]), headers
+            assert (answer.status_code, answer.json()["problems"]) == (
+                401,
+                [problem("", wanted)],
+            ), headers
     assert (await client.get("/api/v1/maneuvers")).status_code == 200  # reads need none
 
     # No token in the daemon's environment: mutating endpoints are off.
@@ -277,7 +294,13 @@ async def test_mutating_endpoints_want_the_daemons_token_and_nothing_else(
             off = await other.post("/-/reload", headers=AUTH)
     assert (off.status_code, off.json()["problems"]) == (
         403,
-        ["mutating endpoints are disabled: set WATCHDOG_API_TOKEN in the daemon's environment"],
+        [
+            problem(
+                "",
+                "mutating endpoints are disabled: set WATCHDOG_API_TOKEN"
+                " in the daemon's environment",
+            )
+        ],
     )
 
 
@@ -292,8 +315,14 @@ async def test_a_bad_reload_keeps_the_running_topology_and_says_why(
     assert (await client.post("/-/reload")).status_code == 401
     refused = await client.post("/-/reload", headers=AUTH)
     assert refused.status_code == 400
+    # Where in which file, as the CLI's JSON says it.
     assert refused.json()["problems"] == [
-        f"{path}:14: nodes.workflow.runs_on[0]: unknown node 'frm' (did you mean 'farm'?)"
+        {
+            "file": str(path),
+            "line": 14,
+            "path": "nodes.workflow.runs_on[0]",
+            "message": "unknown node 'frm' (did you mean 'farm'?)",
+        }
     ]
     metrics = samples((await client.get("/metrics")).text)
     assert metrics[("watchdog_config_last_reload_successful", ())] == 0
@@ -399,7 +428,7 @@ async def test_a_maneuver_that_takes_a_critical_node_down_is_refused_unless_forc
         headers=AUTH,
     )
     assert unknown.json() == {
-        "problems": ["shutdown frm: unknown node 'frm' (did you mean 'farm'?)"]
+        "problems": [problem("actions[0].node", "unknown node 'frm' (did you mean 'farm'?)")]
     }
 
 
@@ -412,8 +441,11 @@ async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
     assert (refused.status_code, refused.json()["problems"]) == (
         409,
         [
-            "farm is needed by critical nodes: a silence there would hide their outage; "
-            "force it to silence anyway"
+            problem(
+                "",
+                "farm is needed by critical nodes: a silence there would hide their outage; "
+                "force it to silence anyway",
+            )
         ],
     )
     forced = await client.post("/api/v1/silences", json={**body, "force": True}, headers=AUTH)
@@ -438,9 +470,9 @@ async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
     bad = await client.post(
         "/api/v1/silences", json={"node": "search", "for": "soon"}, headers=AUTH
     )
-    assert bad.json() == {"problems": ["for: bad duration 'soon': e.g. 2h"]}
+    assert bad.json() == {"problems": [problem("for", "bad duration 'soon': e.g. 2h")]}
     announced = sum(n for (sink, _), n in daemon.outbox.counts().items() if sink == "console")
-    assert announced == 2  # both silences, the forced one as a warning
+    assert announced == 3  # both silences (the forced one as a warning) and the expiry
 
 
 def test_a_running_maneuver_makes_the_probes_of_its_critical_nodes_run_more_often(

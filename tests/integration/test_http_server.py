@@ -239,7 +239,10 @@ def test_a_client_that_stops_reading_its_answer_is_dropped(api: Start) -> None:
 
 # --- the body limit ---------------------------------------------------------
 
-TOO_LARGE = b'{"problems": ["request body too large: at most 1048576 bytes"]}'
+TOO_LARGE = (
+    b'{"problems": [{"file": null, "line": null, "path": "", '
+    b'"message": "request body too large: at most 1048576 bytes"}]}'
+)
 
 
 def test_a_body_declared_too_large_gets_413_before_any_of_it_is_sent(api: Start) -> None:

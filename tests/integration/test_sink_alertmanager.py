@@ -84,10 +84,10 @@ def labels(key: str, **changes: str) -> dict[str, str]:
 
 DESCRIPTION = """\
 root cause: {key}, {key}-b
-critical nodes taken down (2):
+critical nodes down or degraded (2):
 - orders-workflow down, recovery target 10m, 9m left
 - orders-search degraded, recovery target 1m, overdue by 5m
-other nodes down: 3"""
+other nodes failing: 3"""
 
 
 def at(text: str) -> float:
@@ -296,11 +296,38 @@ async def test_it_names_the_heartbeat_watchdog(
     }
 
 
+async def test_a_notice_is_not_posted_to_alertmanager(
+    alertmanager: Alertmanager, client: httpx.AsyncClient
+) -> None:
+    now = round(time.time(), 3)
+    sink = AlertmanagerSink(alertmanager.url, client, GENERATOR_URL, clock=Clock(now))
+    maneuver = Alert("maneuver:1", "maneuver", "warning", ("farm-n",), "alice started it", now)
+
+    receipt = await sink.send(Notification("maneuver:1:running", maneuver, "notice", now), None)
+    # What Alertmanager holds, after an alert posted later is there.
+    await sink.send(Notification("n-1", alert("farm-n", now), "firing", now), None)
+
+    assert alertmanager.alerts("outage:farm-n") != []
+    assert alertmanager.alerts("maneuver:1") == []
+    assert receipt.sink == "alertmanager"
+
+
 # --- local servers for what Alertmanager would not answer ------------------
 
 
 STARTED = 1_714_557_480.0  # 2024-05-01T09:58:00Z
 AT = 1_714_557_600.0  # 2024-05-01T10:00:00Z
+
+
+async def test_a_notice_makes_no_request(serve: Serve, client: httpx.AsyncClient) -> None:
+    recorder = Recorder()
+    maneuver = Alert("maneuver:1", "maneuver", "critical", ("farm-e",), "alice forced it", AT)
+    async with serve(recorder) as server:
+        url = f"http://127.0.0.1:{server.port}/am"
+        sink = AlertmanagerSink(url, client, GENERATOR_URL, clock=Clock(AT))
+        receipt = await sink.send(Notification("maneuver:1:running", maneuver, "notice", AT), None)
+        await sink.send(Notification("maneuver:1:end", maneuver, "notice", AT + 60), receipt)
+    assert recorder.requests == []
 
 
 async def test_it_posts_exactly_this_body(serve: Serve, client: httpx.AsyncClient) -> None:
@@ -335,10 +362,10 @@ async def test_it_posts_exactly_this_body(serve: Serve, client: httpx.AsyncClien
                 "description": (
                     "resolved after 11m\n"
                     "root cause: farm-e, farm-e-b\n"
-                    "critical nodes taken down (2):\n"
+                    "critical nodes down or degraded (2):\n"
                     "- orders-workflow down, recovery target 10m\n"
                     "- orders-search degraded, recovery target 1m\n"
-                    "other nodes down: 3"
+                    "other nodes failing: 3"
                 ),
                 "collateral_count": "3",
             },

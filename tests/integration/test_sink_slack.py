@@ -42,10 +42,9 @@ LINKS = (
     " · alert `outage:farm-oms-1`"
 )
 
-FIRING_TEXT = (
-    "critical: farm-oms-1 down: 2 critical nodes down"
-    " (root cause farm-oms-1; critical down: orders-workflow, orders-store)"
-)
+# The summary names the critical nodes (those the rules write do): the
+# text says it once, with the root cause.
+FIRING_TEXT = "critical: farm-oms-1 down: 2 critical nodes down (root cause farm-oms-1)"
 FIRING_BLOCKS = [
     {
         "type": "header",
@@ -66,7 +65,7 @@ FIRING_BLOCKS = [
         "type": "section",
         "text": {
             "type": "mrkdwn",
-            "text": "*Critical nodes down (2)*\n"
+            "text": "*Critical nodes down or degraded (2)*\n"
             "• `orders-workflow` down, recovery target 10m, 7m30s left\n"
             "• `orders-store` degraded, recovery target 10m, 8m left",
         },
@@ -101,7 +100,7 @@ RESOLVED_BLOCKS = [
         "type": "section",
         "text": {
             "type": "mrkdwn",
-            "text": "*Critical nodes that were down (2)*\n"
+            "text": "*Critical nodes that were down or degraded (2)*\n"
             "• `orders-workflow` down for 10m30s, target 10m *breached by 30s*\n"
             "• `orders-store` degraded for 10m, within its target of 10m",
         },
@@ -178,7 +177,7 @@ def test_it_builds_the_blocks_as_a_pure_function() -> None:
     assert blocks(notification("resolved", T0 + 630), T0 + 630, API + "/") == RESOLVED_BLOCKS
     late = blocks(notification("escalated", T0 + 700), T0 + 700, API)
     assert late[2]["text"]["text"] == (
-        "*Critical nodes down (2)*\n"
+        "*Critical nodes down or degraded (2)*\n"
         "• `orders-workflow` down, recovery target 10m, *breached 1m40s ago*\n"
         "• `orders-store` degraded, recovery target 10m, *breached 1m10s ago*"
     )
@@ -290,12 +289,17 @@ async def test_it_posts_a_new_message_when_the_original_was_never_delivered(
 
 @pytest.mark.anyio
 async def test_it_keeps_within_slacks_block_limit_for_a_huge_outage(slack: Any) -> None:
+    named = ", ".join(
+        f"critical-service-with-a-long-name-{n:05d} down (9m left)" for n in range(10)
+    )
+    # As the rules write it: ten named, the rest counted.
+    summary = f"farm-big down takes critical {named} and 4990 more critical nodes"
     many = Alert(
         key="outage:farm-big",
         kind="outage",
         severity="critical",
         root_cause=("farm-big",),
-        summary="farm-big down",
+        summary=summary,
         started_at=T0,
         critical=tuple(
             Impacted(f"critical-service-with-a-long-name-{n:05d}", State.DOWN, 600.0, T0)
@@ -310,7 +314,7 @@ async def test_it_keeps_within_slacks_block_limit_for_a_huge_outage(slack: Any) 
     (message,) = slack.messages  # accepted by the server's Block Kit checks
     assert len(message.blocks) == 50
     assert message.blocks[-3]["text"]["text"].endswith(" more")
-    assert message.text.endswith("and 4990 more)")
+    assert message.text == f"critical: {summary} (root cause farm-big)"
 
 
 @pytest.mark.anyio
@@ -471,6 +475,55 @@ async def test_its_errors_never_contain_the_token(
         assert "d1st1nct1ve" not in shown
 
 
+MANEUVER = Alert(
+    key="maneuver:3",
+    kind="maneuver",
+    severity="warning",
+    root_cause=("farm-oms-1",),
+    summary="alice started shutdown farm-oms-1 (rack <move>): degrades critical checkout",
+    started_at=T0,
+    critical=(Impacted("checkout", State.DEGRADED, 600.0, T0),),
+)
+
+
+@pytest.mark.anyio
+async def test_a_notice_is_a_plain_message_never_threaded_nor_updated(slack: Any) -> None:
+    sink = sink_for(slack)
+    started = await sink.send(notification("notice", T0, MANEUVER), None)
+    ended_alert = Alert(
+        "maneuver:3", "maneuver", "info", ("farm-oms-1",), "maneuver 3 ended: recovered", T0
+    )
+    ended = await sink.send(notification("notice", T0 + 600, ended_alert), started)
+    await sink.aclose()
+
+    assert [(c.method, c.params) for c in slack.calls] == [
+        (
+            "chat.postMessage",
+            {
+                "channel": "#ops",
+                "text": ":loudspeaker: warning: alice started shutdown farm-oms-1"
+                " (rack &lt;move&gt;): degrades critical checkout",
+                "unfurl_links": False,
+                "metadata": metadata("notice", T0, MANEUVER),
+            },
+        ),
+        (
+            "chat.postMessage",
+            {
+                "channel": "#ops",
+                "text": ":loudspeaker: maneuver 3 ended: recovered",
+                "unfurl_links": False,
+                "metadata": metadata("notice", T0 + 600, ended_alert),
+            },
+        ),
+    ]
+    first, second = slack.messages
+    assert (first.blocks, first.thread_ts, first.updates) == (None, None, 0)
+    assert (second.blocks, second.thread_ts) == (None, None)
+    assert started == Receipt("slack", {"channel": "C0OPS", "ts": first.ts})
+    assert ended == Receipt("slack", {"channel": "C0OPS", "ts": second.ts})
+
+
 # -- incoming webhooks ------------------------------------------------------
 
 
@@ -494,6 +547,22 @@ async def test_the_webhook_posts_firing_reminders_and_resolved_messages(slack: A
     ]
     assert first == repeat == resolved == Receipt("slack-webhook")
     assert len(slack.messages) == 3  # a webhook cannot update: resolved is a new message
+
+
+@pytest.mark.anyio
+async def test_the_webhook_posts_a_notice_as_a_plain_message(slack: Any) -> None:
+    sink = webhook_for(slack)
+    receipt = await sink.send(notification("notice", T0, MANEUVER), None)
+    await sink.aclose()
+
+    assert [c.params for c in slack.calls] == [
+        {
+            "text": ":loudspeaker: warning: alice started shutdown farm-oms-1"
+            " (rack &lt;move&gt;): degrades critical checkout",
+            "unfurl_links": False,
+        }
+    ]
+    assert receipt == Receipt("slack-webhook")
 
 
 @pytest.mark.anyio

@@ -159,3 +159,34 @@ async def test_without_the_scope_to_look_it_posts_again_rather_than_never(
     assert "cannot check an earlier attempt" in caplog.text
     assert TOKEN not in caplog.text
     store.close()
+
+
+async def test_a_notice_whose_answer_was_lost_is_found_in_the_channel_not_a_thread(
+    slack: SlackServer, tmp_path: Path
+) -> None:
+    clock = Clock(T0)
+    store = Store.open(tmp_path / "state.db", clock=clock)
+    outbox = Outbox(store)
+    deliver = delivery(store, sink_for(slack, "C0INCIDENTS"), clock)
+    maneuver = Alert("maneuver:7", "maneuver", "info", ("kv-a",), "alice started drain kv-a", T0)
+    started = Notification("maneuver:7:running", maneuver, "notice", T0)
+    ended = Notification("maneuver:7:end", maneuver, "notice", T0 + 60)
+    outbox.put([started], ["slack"], T0)
+    assert await deliver.run_once() == 1
+
+    clock.now = T0 + 60
+    outbox.put([ended], ["slack"], T0 + 60)  # the same occurrence: it has a previous receipt
+    slack.fail_next(Fault.lost_answer())
+    assert await deliver.run_once() == 0
+    slack.release.set()
+    clock.now += 5
+    assert await deliver.run_once() == 1
+
+    assert [(m.text, m.thread_ts) for m in slack.messages] == [
+        (":loudspeaker: alice started drain kv-a", None),
+        (":loudspeaker: alice started drain kv-a", None),
+    ]
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert len(slack.calls_to("conversations.history")) == 1
+    assert slack.calls_to("conversations.replies") == []
+    store.close()

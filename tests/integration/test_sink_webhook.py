@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -18,6 +19,10 @@ from http_wire import Recorder, Request, read_request, response
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
 from alerts.sinks.webhook import WebhookSink
 from topology import State
+from watchdog.config import load_config
+from watchdog.live import LiveState
+from watchdog.silences import Silences
+from watchdog.store import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -147,6 +152,48 @@ async def test_it_posts_an_alert_without_critical_nodes_or_labels(
         "critical": [],
         "collateral": [],
         "labels": {},
+    }
+
+
+async def test_it_posts_an_announcement_as_a_notice(
+    serve: Serve, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # A silence that ran out, as the daemon's silences announce it.
+    (tmp_path / "estate.yaml").write_text("version: 1\nnodes:\n  search: {}\n")
+    config = load_config(tmp_path / "estate.yaml")
+    silences = Silences(Store.open(":memory:", clock=lambda: STARTED), since=STARTED)
+    silences.add(
+        LiveState(config.topology, config.probes, lambda: STARTED),
+        node="search",
+        label=None,
+        duration_s=60,
+        by="bob",
+        reason="reindex",
+        force=False,
+        at=STARTED,
+    )
+    [(_, ended)] = silences.ended(AT)
+    recorder = Recorder()
+    async with serve(recorder) as server:
+        await WebhookSink(f"http://127.0.0.1:{server.port}/", client).send(ended, None)
+
+    assert json.loads(recorder.requests[0].body) == {
+        "version": 1,
+        "id": "silence:1:ended",
+        "event": "notice",
+        "at": "2024-05-01T10:00:00.000Z",
+        "alert": {
+            "key": "silence:1",
+            "kind": "maneuver",
+            "severity": "info",
+            "root_cause": ["search"],
+            "summary": "silence 1 (node search, by bob: reindex) ran out after 1m;"
+            " its alerts are heard again",
+            "started_at": "2024-05-01T09:59:00.000Z",
+            "critical": [],
+            "collateral": [],
+            "labels": {},
+        },
     }
 
 

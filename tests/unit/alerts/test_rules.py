@@ -45,10 +45,27 @@ def test_a_farm_with_fifty_dependents_gives_one_alert_naming_the_critical_ones()
     ]
     assert len(note.alert.collateral) == 50
     assert note.alert.summary == (
-        "farm-oms-1 down takes critical checkout degraded (4m50s left), "
-        "orders-workflow down (9m50s left); 50 other nodes"
+        "farm-oms-1 down takes critical orders-workflow down (9m50s left) "
+        "and degrades critical checkout (4m50s left); 50 other nodes"
     )
     assert alerting.update(111, farm_down()) == []
+
+
+def test_a_cause_that_only_degrades_critical_nodes_says_degrades_not_down() -> None:
+    alerting = Alerting(Policy(settle_s=10, repeat_interval_s=86400))
+    failed = [
+        Failed("farm-x", DOWN, ("farm-x",), False, 14400, 100),
+        Failed("checkout", DEGRADED, ("farm-x",), True, 300, 100),
+    ]
+    assert alerting.update(100, failed) == []
+    [note] = alerting.update(110, failed)
+    assert (note.alert.kind, note.alert.severity, note.alert.summary) == (
+        "outage",  # the key stays that of the cause's outage, whatever it does
+        "warning",
+        "farm-x down degrades critical checkout (4m50s left)",
+    )
+    [escalated] = alerting.update(400, failed)
+    assert escalated.alert.summary == "checkout degraded for 5m, over its recovery target of 5m"
 
 
 def test_a_flap_shorter_than_the_settle_window_says_nothing() -> None:
@@ -210,3 +227,16 @@ def test_a_node_down_with_signs_is_an_outage_that_says_them() -> None:
     [note] = Alerting(Policy(settle_s=0)).update(100, [node])
     assert (note.alert.key, note.alert.kind) == ("outage:batch", "outage")
     assert note.alert.summary == f"batch down: {silent}"
+
+
+def test_ten_critical_nodes_are_named_those_down_first_and_the_rest_counted() -> None:
+    failed = [Failed("farm", DOWN, ("farm",), False, 14400, 100)]
+    failed += [Failed(f"down-{i}", DOWN, ("farm",), True, 600, 100) for i in range(9)]
+    failed += [Failed(f"slow-{i}", DEGRADED, ("farm",), True, 600, 100) for i in range(3)]
+    [note] = Alerting(Policy(settle_s=0)).update(100, failed)
+    named = ", ".join(f"down-{i} down (10m left)" for i in range(9))
+    assert note.alert.summary == (
+        f"farm down takes critical {named} and degrades critical slow-0 (10m left),"
+        " and 2 more critical nodes"
+    )
+    assert len(note.alert.critical) == 12

@@ -34,14 +34,15 @@ def note(kind: str = "outage", event: str = "firing", at: float = T0 + 60) -> No
     return Notification(f"{kind}#1:{event}", alert, event, at)  # type: ignore[arg-type]
 
 
-def test_the_built_in_templates_say_what_the_sinks_always_said() -> None:
+def test_the_built_in_templates_say_the_summary_once() -> None:
+    # The summary names the critical nodes: neither sink lists them again.
     assert render_line(note()) == (
         "FIRING critical outage:farm-oms-1 — farm-oms-1 down takes critical orders-workflow "
-        "down (9m left); takes down critical orders-workflow (9m left); 1 other node"
+        "down (9m left)"
     )
     assert text(note(), T0 + 60) == (
         "critical: farm-oms-1 down takes critical orders-workflow down (9m left) "
-        "(root cause farm-oms-1; critical down: orders-workflow)"
+        "(root cause farm-oms-1)"
     )
     assert reply_text(note(event="resolved"), T0 + 90) == (
         ":white_check_mark: Resolved after 1m30s: root cause `farm-oms-1`"
@@ -123,7 +124,42 @@ async def test_the_console_sink_writes_what_the_users_template_says(tmp_path: Pa
     (tmp_path / "console" / "default.j2").write_text("{% set line %}[{{ alert.key }}]{% endset %}")
     stream = io.StringIO()
     await ConsoleSink(stream, templates=Templates(tmp_path)).send(note(), None)
-    assert stream.getvalue() == "[outage:farm-oms-1]\n"
+    assert stream.getvalue() == "1970-01-12T13:47:40Z [outage:farm-oms-1]\n"
+
+
+def test_a_notice_reads_as_an_announcement_in_every_built_in_template() -> None:
+    started = Notification(
+        "maneuver:3:running",
+        Alert("maneuver:3", "maneuver", "warning", ("kv-a",), "alice started drain kv-a", T0),
+        "notice",
+        T0,
+    )
+    assert render_line(started) == "NOTICE warning maneuver:3 — alice started drain kv-a"
+    assert text(started, T0) == ":loudspeaker: warning: alice started drain kv-a"
+    assert Templates().check(("console", "slack", "alertmanager")) == []
+
+
+def test_words_about_critical_nodes_only_degraded_never_say_down() -> None:
+    alert = Alert(
+        key="outage:farm-x",
+        kind="outage",
+        severity="warning",
+        root_cause=("farm-x",),
+        summary="farm-x down degrades critical checkout (4m50s left)",
+        started_at=T0,
+        critical=(Impacted("checkout", State.DEGRADED, 300.0, T0 + 10),),
+    )
+    firing = Notification("outage:farm-x#1:firing", alert, "firing", T0 + 20)
+    description = render_alert(firing, {}, T0 + 300, "")["annotations"]["description"]
+    assert description == (
+        "root cause: farm-x\n"
+        "critical nodes degraded (1):\n"
+        "- checkout degraded, recovery target 5m, 4m50s left\n"
+        "other nodes failing: 0"
+    )
+    [_, _, section, *_] = blocks(firing, T0 + 20, "http://127.0.0.1:9120")
+    assert section["text"]["text"].startswith("*Critical nodes degraded (1)*\n")
+    assert "outage" not in render_line(firing).removeprefix("FIRING warning outage:farm-x")
 
 
 # -- the sandbox ----------------------------------------------------------------

@@ -290,3 +290,79 @@ def test_configure_keeps_its_signature_and_returns_the_handler(clock: Clock) -> 
     [line] = stream.getvalue().splitlines()
     assert json.loads(line)["message"] == "token=***"
     assert isinstance(configure("text"), LogHandler)  # as the CLI calls it
+
+
+def record_at(logger: logging.Logger, created: float, msg: str, *args: Any, **extra: Any) -> None:
+    """Log `msg % args` at WARNING as if it were made at `created`."""
+    record = logger.makeRecord(logger.name, logging.WARNING, __file__, 1, msg, args, None)
+    record.created = created
+    record.__dict__.update(extra)
+    logger.handle(record)
+
+
+def test_every_line_starts_with_its_time_in_rfc3339_utc(capture: Any) -> None:
+    text, js = capture(), capture("json")
+    for out in (text, js):
+        record_at(out.log, 1_714_557_600.25, "probe failed")  # 2024-05-01T10:00:00.25Z
+    assert text._stream.getvalue() == (
+        f"2024-05-01T10:00:00Z WARNING {text.log.name}: probe failed\n"
+    )
+    [record] = js.records()
+    assert record["time"] == "2024-05-01T10:00:00.250Z"
+
+
+def test_json_lifts_the_pairs_of_a_message_into_keys_and_keeps_the_message(
+    capture: Any,
+) -> None:
+    out = capture("json", Secrets(["s3cret"]))
+    out.log.warning(
+        "delivery failed sink=%s attempt=%d retry_in_s=%.1f error=%s",
+        "slack",
+        2,
+        4.96,
+        "timeout after 30s token=s3cret",
+    )
+    out.log.info("transition node=%s %s -> %s cause=%s", "farm", "up", "down", "-")
+    out.log.info("descriptor limit raised soft=%d->%d", 1024, 4096)
+    out.log.info("named pid=%(pid)d who=%(who)s", {"pid": 7, "who": "me"})
+    out.log.info("literal a=b at https://x.example/?q=1")
+    out.log.info("reloaded nodes=%d", 3, extra={"nodes": "from extra"})
+    out.log.info("spoof time=%s level=%s message=%s logger=%s", "t", "l", "m", "g")
+    fields = [
+        {k: v for k, v in r.items() if k not in ("time", "level", "logger")} for r in out.records()
+    ]
+    assert fields == [
+        {
+            "message": "delivery failed sink=slack attempt=2 retry_in_s=5.0"
+            " error=timeout after 30s token=***",
+            "sink": "slack",
+            "attempt": 2,
+            "retry_in_s": 5.0,
+            # A value with spaces stays whole; a pair inside a value adds no key.
+            "error": "timeout after 30s token=***",
+        },
+        {"message": "transition node=farm up -> down cause=-", "node": "farm", "cause": "-"},
+        {"message": "descriptor limit raised soft=1024->4096", "soft": "1024->4096"},
+        {"message": "named pid=7 who=me", "pid": 7, "who": "me"},
+        {"message": "literal a=b at https://x.example/?q=1", "a": "b"},
+        {"message": "reloaded nodes=3", "nodes": "from extra"},
+        {"message": "spoof time=t level=l message=m logger=g"},
+    ]
+    spoof = out.records()[-1]
+    assert (spoof["level"], spoof["logger"]) == ("info", out.log.name)
+    assert spoof["time"] != "t"
+
+
+def test_json_drops_uvicorns_coloured_copy_of_its_message(capture: Any) -> None:
+    out = capture("json")
+    out.log.info(
+        "Uvicorn running on %s",
+        "http://127.0.0.1:9120",
+        extra={"color_message": "Uvicorn running on \x1b[1m%s\x1b[0m"},
+    )
+    [record] = out.records()
+    assert "color_message" not in record
+    line = out._stream.getvalue()
+    assert "\x1b" not in line
+    assert "\\u001b" not in line
+    assert record["message"] == "Uvicorn running on http://127.0.0.1:9120"
