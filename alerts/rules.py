@@ -216,8 +216,8 @@ class Alerting:
             gone = self._tracked.pop(key)
             self._saved[key] = None
             if gone.fired_at is not None:
-                resolved = replace(gone.alert, summary=f"resolved: {gone.alert.summary}")
-                out.append(self._notify(gone, resolved, "resolved", now))
+                # The event says it is over; the words say what it was.
+                out.append(self._notify(gone, gone.alert, "resolved", now))
         for key, alert in sorted(current.items()):
             tracked = self._tracked.get(key)
             if tracked is None:

@@ -127,4 +127,4 @@ def test_a_restart_resolves_what_recovered_meanwhile_exactly_once(
         until_blocking(lambda: alert_rounds(url) >= after)
     assert receiver.events() == [("outage:farm", "firing"), ("outage:farm", "resolved")]
     [_, resolved] = receiver.bodies
-    assert resolved["alert"]["summary"].startswith("resolved: farm down takes critical workflow")
+    assert resolved["alert"]["summary"].startswith("farm down takes critical workflow")
