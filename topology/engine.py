@@ -19,6 +19,9 @@ from topology.model import Group, Index, State, Topology
 
 __all__ = [
     "ACTION_KINDS",
+    "REASON_HEAD",
+    "REASON_LIMIT",
+    "REASON_TAIL",
     "Action",
     "Failure",
     "Impact",
@@ -28,6 +31,7 @@ __all__ = [
     "Verdict",
     "evaluate",
     "fail",
+    "reason_gap",
     "what_if",
 ]
 
@@ -39,6 +43,12 @@ _STATES = tuple(State)  # by value, cheaper than State(value)
 # What the nodes that need a member see of it: 0 healthy (up or unknown),
 # 1 available but unhealthy (degraded), 2 unavailable (down).
 _SEEN = (0, 0, 1, 2)
+# Reason chains of up to REASON_LIMIT names are shown whole; longer ones keep
+# their first REASON_HEAD names (the node and what it sees fail) and their
+# last REASON_TAIL (down to the action), at least 2 names left out between.
+REASON_HEAD = 6
+REASON_TAIL = 5
+REASON_LIMIT = REASON_HEAD + REASON_TAIL + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +308,14 @@ class ImpactedNode(NamedTuple):
     """A node that gets worse (or loses its last spare) because of actions.
 
     `reason` runs from the node back to an action's node: the shortest chain
-    of requirements, ties broken by name. (A named tuple: an answer can hold
-    tens of thousands, and these are several times cheaper to make than a
-    frozen dataclass.)
+    of requirements, ties broken by name. A chain of more than
+    `REASON_LIMIT` names keeps its first `REASON_HEAD` and its last
+    `REASON_TAIL`, and `reason_omitted` counts the names left out between
+    them (JSON puts `"... N more ..."` there): each node's chain repeats
+    the chains below it, so whole chains make an answer grow with the
+    square of a long chain of requirements (5,000 links: 330 MB of text).
+    (A named tuple: an answer can hold tens of thousands, and these are
+    several times cheaper to make than a frozen dataclass.)
     """
 
     node: str
@@ -312,9 +327,15 @@ class ImpactedNode(NamedTuple):
     transient: bool
     no_spare: bool
     reason: tuple[str, ...]
+    reason_omitted: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON shape of DESIGN.md's `impacted` entries."""
+        """The JSON shape of DESIGN.md's `impacted` entries; a cut reason
+        chain holds `"... N more ..."` where names were left out (no node
+        name has a space)."""
+        reason = list(self.reason)
+        if self.reason_omitted:
+            reason.insert(REASON_HEAD, reason_gap(self.reason_omitted))
         return {
             "node": self.node,
             "kind": self.kind,
@@ -324,7 +345,7 @@ class ImpactedNode(NamedTuple):
             "recovery_target_s": _seconds(self.recovery_target_s),
             "transient": self.transient,
             "no_spare": self.no_spare,
-            "reason": list(self.reason),
+            "reason": reason,
         }
 
 
@@ -548,7 +569,7 @@ def _records(
     parents = _reasons(
         topology, actions, after, changed, lost_spare=lost_spare, spareless=new_groups
     )
-    chains: dict[str, tuple[str, ...]] = {}
+    chains: dict[str, _Chain] = {}
     before_state, after_state = base.state, after.state
     nodes, critical = topology.nodes, index.critical
     keyed: list[tuple[int, ImpactedNode]] = []
@@ -559,6 +580,7 @@ def _records(
         )
         spare = name in new_spare
         is_critical = name in critical
+        reason, omitted = _reason(_chain(name, parents, chains))
         record = ImpactedNode(
             node=name,
             kind=nodes[name].kind,
@@ -568,7 +590,8 @@ def _records(
             recovery_target_s=topology.recovery_target_s(name),
             transient=transient,
             no_spare=spare,
-            reason=_chain(name, parents, chains),
+            reason=reason,
+            reason_omitted=omitted,
         )
         # Critical first, then worst state, then without a spare: one small int.
         keyed.append(((not is_critical) * 8 + (3 - now) * 2 + (not spare), record))
@@ -624,10 +647,25 @@ def _reasons(
     return parents
 
 
-def _chain(
-    name: str, parents: Mapping[str, str | None], chains: dict[str, tuple[str, ...]]
-) -> tuple[str, ...]:
-    """The chain from `name` back to an action, sharing what is known."""
+def reason_gap(omitted: int) -> str:
+    """What stands for the names a cut reason chain leaves out."""
+    return f"... {omitted} more ..."
+
+
+class _Chain(NamedTuple):
+    """What is kept of one node's chain back to an action: its length, its
+    first and last names, and the whole of it while it is short."""
+
+    length: int
+    head: tuple[str, ...]
+    tail: tuple[str, ...]
+    whole: tuple[str, ...] | None
+
+
+def _chain(name: str, parents: Mapping[str, str | None], chains: dict[str, _Chain]) -> _Chain:
+    """The chain from `name` back to an action, built on what is known of
+    the chains it passes through: a bounded amount per node, so a chain of
+    n requirements costs n steps, not n squared."""
     known = chains.get(name)
     if known is not None:
         return known
@@ -636,11 +674,25 @@ def _chain(
     while step is not None and step not in chains:
         path.append(step)
         step = parents.get(step)
-    tail = chains[step] if step is not None else ()
-    for i in range(len(path) - 1, -1, -1):
-        tail = (path[i], *tail)
-        chains[path[i]] = tail
-    return tail
+    below = chains[step] if step is not None else _Chain(0, (), (), ())
+    for node in reversed(path):
+        whole = (node, *below.whole) if below.whole is not None else None
+        below = _Chain(
+            below.length + 1,
+            (node, *below.head[: REASON_HEAD - 1]),
+            below.tail if below.length >= REASON_TAIL else (node, *below.tail)[-REASON_TAIL:],
+            whole if whole is not None and len(whole) <= REASON_LIMIT else None,
+        )
+        chains[node] = below
+    return below
+
+
+def _reason(chain: _Chain) -> tuple[tuple[str, ...], int]:
+    """The names shown of a chain, and how many are left out after the first
+    `REASON_HEAD`."""
+    if chain.whole is not None:
+        return chain.whole, 0
+    return (*chain.head, *chain.tail), chain.length - REASON_HEAD - REASON_TAIL
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from topology.document import (
     Document,
     InvalidInput,
     Reader,
+    Suggestions,
     describe,
     parse_document,
+    quote,
     read_document,
-    suggest,
 )
 from topology.model import (
     DEFAULT_RECOVERY_TARGET_CRITICAL_S,
@@ -43,6 +44,8 @@ NODE_KEYS = (
     "probes",
 )
 GROUP_KEYS = ("any_of", "min", "soft")
+# Recovery targets: a year is already more than any promise made to people.
+MAX_RECOVERY_TARGET_S = 365 * 86400.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]*\Z")
 
 
@@ -105,7 +108,7 @@ def topology_from_document(document: Document) -> Topology:
                 reader.problem(
                     name_node,
                     "nodes",
-                    f"bad node name {name!r}: start with a letter or digit, "
+                    f"bad node name {quote(name)}: start with a letter or digit, "
                     "then use letters, digits and - _ . : / @",
                 )
                 continue
@@ -133,7 +136,7 @@ def _defaults(reader: Reader, root: dict[str, tuple[YamlNode, YamlNode]]) -> tup
         path = "defaults.recovery_target"
         targets = reader.mapping(defaults["recovery_target"][1], path, ("critical", "non_critical"))
         for key, value in reader.items(targets or {}):
-            seconds = reader.duration(value, f"{path}.{key}")
+            seconds = reader.duration(value, f"{path}.{key}", maximum=MAX_RECOVERY_TARGET_S)
             if seconds is not None and key == "critical":
                 critical_s = seconds
             elif seconds is not None:
@@ -152,6 +155,15 @@ class _NodeChecker:
         self.reader = reader
         self.declared = declared
         self.name = ""
+        self._suggestions: Suggestions | None = None
+
+    def suggest(self, name: str) -> str:
+        """A "did you mean" among the declared nodes, never the node itself
+        (that advice leads to "requires itself"). Built on first use: a valid
+        file pays nothing."""
+        if self._suggestions is None:
+            self._suggestions = Suggestions(self.declared)
+        return self._suggestions(name, exclude=self.name)
 
     def node(self, name: str, name_node: YamlNode, body: YamlNode) -> Node | None:
         reader = self.reader
@@ -172,7 +184,7 @@ class _NodeChecker:
             elif key == "critical":
                 critical = bool(reader.boolean(value, where))
             elif key == "recovery_target":
-                target = reader.duration(value, where)
+                target = reader.duration(value, where, maximum=MAX_RECOVERY_TARGET_S)
             elif key == "runs_on":
                 group = self._runs_on(value, where)
                 if group is not None:
@@ -244,7 +256,7 @@ class _NodeChecker:
                 if group is not None:
                     name = group.members[0]
                     if name in named:
-                        reader.problem(item, where, f"{name!r} is listed twice in depends_on")
+                        reader.problem(item, where, f"{quote(name)} is listed twice in depends_on")
                         continue
                     named.add(name)
             if group is not None:
@@ -275,13 +287,11 @@ class _NodeChecker:
             if name is None:
                 reader.string(item, where, "a node name")  # records the problem
             elif name == own:
-                reader.problem(item, where, f"node {own!r} requires itself")
+                reader.problem(item, where, f"node {quote(own)} requires itself")
             elif name in members:
-                reader.problem(item, where, f"{name!r} is listed twice in this group")
+                reader.problem(item, where, f"{quote(name)} is listed twice in this group")
             else:
-                # Never suggest the node itself: that advice leads to "requires itself".
-                others = (n for n in declared if n != own)
-                reader.problem(item, where, f"unknown node {name!r}{suggest(name, others)}")
+                reader.problem(item, where, f"unknown node {quote(name)}{self.suggest(name)}")
         return tuple(members) if ok else None
 
     def _full_group(self, value: YamlNode, path: str, via: str) -> Group | None:

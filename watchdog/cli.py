@@ -23,15 +23,17 @@ from topology import (
     ACTION_KINDS,
     Action,
     InvalidInput,
+    Problem,
     State,
     Topology,
     evaluate,
     format_duration,
     load,
     parse_duration,
+    read_document,
     what_if,
 )
-from topology.document import redact_url, redact_urls, suggest
+from topology.document import printable, redact_url, redact_urls, suggest
 
 __all__ = ["main"]
 
@@ -96,11 +98,31 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
-        help="validate and lint a topology file",
-        description="Validate and lint FILE. Exit 0 clean, 1 findings, 3 invalid input.",
+        help="validate a file as `run` would, then lint its topology",
+        description=_CHECK_DESCRIPTION,
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("file", metavar="FILE")
-    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a topology file; - reads standard input (named <stdin> in messages, "
+        "relative paths in it taken from the current directory)",
+    )
+    check.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), or one JSON document on stdout for scripts",
+    )
+    check.add_argument(
+        "--env",
+        action="store_true",
+        help="also fail (exit 3) on what this machine lacks for `run`: a secret's "
+        "environment variable unset, a state file of another application or no "
+        "directory for it (without --env these are warnings)",
+    )
 
     blast = commands.add_parser(
         "blast-radius",
@@ -269,27 +291,144 @@ def _observations(
     return observed, actions
 
 
+_CHECK_DESCRIPTION = """\
+Check each FILE as `watchdog run` reads it before it starts: the topology,
+every probe, server, state, alerts, routes and templates, and the secrets
+written into the file (refused: name an environment variable). A file that
+passes is a file `run` accepts. Then lint its topology (shared fate,
+single points of failure, ...).
+
+Exit 0 clean, 1 lint findings, 3 a file `run` would refuse (every problem
+on stderr as FILE:LINE: PATH: message); with several files, the worst.
+
+What depends on the machine rather than the file (a secret's environment
+variable unset or empty, a state file of another application, no directory
+for it) is a warning that leaves the exit code alone, so that CI without
+the secrets can check the file; `run` refuses to start on it, and with
+--env `check` does too (exit 3): use --env where the daemon runs."""
+
+_CHECK_EPILOG = """\
+JSON (--format json) is one document on stdout. For one FILE, its result:
+  {"source": FILE, "valid": true, "exit_code": 0|1, "nodes": N,
+   "findings": [...], "problems": [], "warnings": [...]}
+  or {"source": FILE, "valid": false, "exit_code": 3, "problems": [...],
+   "warnings": [...]}
+each problem and warning {"file", "line", "path", "message"}. For several,
+{"exit_code": WORST, "files": [one result per FILE, in order]}.
+
+Files over 64 MiB and anything that is not a regular file (a directory, a
+FIFO, a device) are refused unread.
+
+examples:
+  watchdog check estate.yaml
+  watchdog check --env /etc/watchdog/estate.yaml     # on the daemon's host
+  watchdog check estates/*.yaml --format json
+  generate-estate | watchdog check -"""
+
+# What names standard input in messages.
+_STDIN = "<stdin>"
+
+
 def _check(args: argparse.Namespace) -> int:
-    topology = _load(args)
-    if isinstance(topology, int):
-        return topology
+    results = [_check_file(args, name) for name in args.files]
+    worst = max(code for code, _ in results)
+    if args.format == "json":
+        out = (
+            results[0][1]
+            if len(results) == 1
+            else {
+                "exit_code": worst,
+                "files": [result for _, result in results],
+            }
+        )
+        print(json.dumps(out, indent=2))
+    return worst
+
+
+def _check_file(args: argparse.Namespace, name: str) -> tuple[int, dict[str, Any]]:
+    """Check one file (`-`: standard input) as `run` would, then lint it;
+    say so on stdout and stderr (text), and return the exit code and the
+    file's JSON result."""
+    from topology.document import read_stream
+    from watchdog.config import config_from_document
+    from watchdog.preflight import preflight
+
+    source = _STDIN if name == "-" else name
+    try:
+        document = read_stream(sys.stdin.buffer, _STDIN) if name == "-" else read_document(name)
+        config = config_from_document(document)
+    except InvalidInput as err:
+        return _check_refused(args, source, err.problems, ())
+    found = preflight(config, os.environ, state=True)
+    problems = list(found.problems)
+    warnings = tuple(sorted(found.environment, key=lambda p: p.line or 0))
+    if args.env:
+        problems.extend(warnings)
+        warnings = ()
+    if problems:
+        return _check_refused(args, source, InvalidInput(problems).problems, warnings)
     from topology.lint import lint  # networkx is slow to import: only here
 
+    topology = config.topology
     findings = lint(topology)
-    if args.format == "json":
-        out = {
-            "valid": True,
-            "exit_code": 1 if findings else 0,
-            "source": topology.source,
-            "nodes": len(topology),
-            "findings": [f.to_json() for f in findings],
-        }
-        print(json.dumps(out, indent=2))
-    else:
+    code = 1 if findings else 0
+    if args.format != "json":
         from watchdog.render import Style, render_findings
 
         sys.stdout.write(render_findings(topology, findings, Style(_colour(sys.stdout))))
-    return 1 if findings else 0
+    _check_warn(warnings)
+    return code, {
+        "source": source,
+        "valid": True,
+        "exit_code": code,
+        "nodes": len(topology),
+        "findings": [f.to_json() for f in findings],
+        "problems": [],
+        "warnings": [_problem_json(w) for w in warnings],
+    }
+
+
+def _check_refused(
+    args: argparse.Namespace,
+    source: str,
+    problems: Sequence[Problem],
+    warnings: Sequence[Problem],
+) -> tuple[int, dict[str, Any]]:
+    """A file `run` would refuse: every problem on stderr (a URL shown
+    redacted, control characters escaped), then a summary."""
+    count = len(problems)
+    for problem in problems:
+        print(redact_urls(str(problem)), file=sys.stderr)
+    print(
+        f"{printable(source)}: {count} problem{'s' if count != 1 else ''}, nothing loaded",
+        file=sys.stderr,
+    )
+    _check_warn(warnings)
+    return EXIT_INVALID, {
+        "source": source,
+        "valid": False,
+        "exit_code": EXIT_INVALID,
+        "problems": [_problem_json(p) for p in problems],
+        "warnings": [_problem_json(w) for w in warnings],
+    }
+
+
+def _check_warn(warnings: Sequence[Problem]) -> None:
+    for warning in warnings:
+        print(
+            f"warning: {redact_urls(str(warning))} "
+            "(run refuses to start without it; --env makes this an error)",
+            file=sys.stderr,
+        )
+
+
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {
+        "file": problem.source,
+        "line": problem.line,
+        "path": problem.path,
+        "message": redact_urls(problem.message),
+    }
 
 
 def _blast_radius(args: argparse.Namespace) -> int:

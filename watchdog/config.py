@@ -1,6 +1,37 @@
 """The daemon's settings, read from the same file as the topology: the probes
 under each node, `server` and `state`. Every problem in the file, the
-topology's and ours, is reported at once."""
+topology's and ours, is reported at once.
+
+Every number of the file has bounds; a value outside them is a problem of
+the file (exit 3), never a crash later:
+
+| key | at least | at most |
+|---|---|---|
+| any duration | | 100 years (`topology.MAX_DURATION_S`) |
+| `recovery_target` (a node's, `defaults.recovery_target.*`) | more than 0 | 365d |
+| probe `interval` | 100ms | 1d |
+| probe `timeout` | 10ms | 1h |
+| probe `failure_threshold`, `success_threshold` | 1 | 100 |
+| probe `latency_threshold` | 1ms | 1h |
+| http `max_body_bytes` | 1 | 64 MiB (67108864) |
+| http `expect_status` | 100 | 599 |
+| http `method` | an RFC 9110 token (`GET`, `PROPFIND`), at most 32 characters | |
+| http `headers` | names are tokens; values ASCII text and tabs, no CR/LF | |
+| exec command | a non-empty first word, no NUL character | |
+| log `rate_interval` | 1s | 1d |
+| log `learning` | 0s | 90d |
+| log `silence` | 1s | 30d |
+| log `spike_factor` | 1 | 1000 |
+| log `min_errors` | 1 | 1000000 |
+| log `max_templates` | 1 | 100000 |
+| log `max_line_bytes` | 1 | 1 MiB (1048576) |
+| `server.listen` | host:port, port 1 to 65535 | |
+| `server.max_connections` | 1 | 4096 |
+| `server.header_timeout` | 100ms | 10m |
+| `alerts.settle` | 0s | 1h |
+| `alerts.repeat_interval` | 1m | 30d |
+| `alerts.heartbeat.interval` | 100ms | 1d |
+"""
 
 from __future__ import annotations
 
@@ -14,10 +45,11 @@ from typing import Any
 
 from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
-from topology.document import Document, Reader, redact_urls
+from topology.document import Document, Reader, quote, redact_urls
 from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
 from watchdog.log_config import LOG_KEYS, read_log_spec
 from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
+from watchdog.probes.http import MAX_BODY_BYTES_LIMIT, header_trouble, method_trouble
 from watchdog.probes.log import LogSpec
 from watchdog.routes_config import read_routes
 
@@ -31,6 +63,7 @@ __all__ = [
     "Schedule",
     "ServerConfig",
     "SlackConfig",
+    "config_from_document",
     "load_config",
 ]
 
@@ -47,6 +80,19 @@ DEFAULT_STATE = "watchdog.db"
 DEFAULT_MAX_CONNECTIONS = 128
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 MAX_CONNECTIONS_LIMIT = 4096
+
+_DAY = 86400.0
+# The bounds of the module docstring's table, (at least, at most).
+INTERVAL_S = (0.1, _DAY)
+TIMEOUT_S = (0.01, 3600.0)
+THRESHOLD = (1, 100)
+LATENCY_THRESHOLD_S = (0.001, 3600.0)
+HEADER_TIMEOUT_S = (0.1, 600.0)
+SETTLE_S = (0.0, 3600.0)
+REPEAT_INTERVAL_S = (60.0, 30 * _DAY)
+HEARTBEAT_INTERVAL_S = (0.1, _DAY)
+# Folders and URLs are quoted longer than names in messages: they are long.
+_QUOTED_PATH = 300
 
 # Keys every probe takes, beside its kind's own; defaults as Gatus has them.
 COMMON_KEYS = ("interval", "timeout", "failure_threshold", "success_threshold")
@@ -156,6 +202,9 @@ class DaemonConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     state_path: str = DEFAULT_STATE
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # The line of some settings by path (`alerts.slack.token_env`,
+    # `alerts.templates`, `state.path`...), for problems found after loading.
+    lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def load_config(path: str | Path) -> DaemonConfig:
@@ -164,7 +213,13 @@ def load_config(path: str | Path) -> DaemonConfig:
     Raises `InvalidInput` with every problem of the file, whichever part of
     it they are in.
     """
-    document = read_document(path)
+    return config_from_document(read_document(path))
+
+
+def config_from_document(document: Document) -> DaemonConfig:
+    """The topology and the daemon's settings in a parsed document (a file,
+    or standard input: paths in it are then relative to the current
+    directory). Raises `InvalidInput` with every problem."""
     problems: list[Problem] = []
     topology: Topology | None = None
     try:
@@ -188,10 +243,13 @@ def load_config(path: str | Path) -> DaemonConfig:
         server=settings.server,
         state_path=state,
         alerts=settings.alerts,
+        lines=MappingProxyType(settings.lines),
     )
 
 
-_HOST_PORT = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<host>[^:\s]+):(?P<port>\d+)")
+_HOST_PORT = re.compile(
+    r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\s]+):(?P<port>\d{1,5})"
+)
 
 
 def _host_port(text: str) -> tuple[str, int] | None:
@@ -213,6 +271,7 @@ class _Settings:
         self.server = ServerConfig()
         self.state_path = DEFAULT_STATE
         self.probes: tuple[ProbeConfig, ...] = ()
+        self.lines: dict[str, int] = {}
         # The topology's reader already reported what is wrong with the
         # shape of the file: this one only finds keys (merges included) and
         # keeps its problems to itself.
@@ -253,7 +312,7 @@ class _Settings:
                 reader.problem(
                     value,
                     "server.listen",
-                    f"expected host:port such as 127.0.0.1:9120, got {text!r}",
+                    f"expected host:port such as 127.0.0.1:9120, got {quote(text)}",
                 )
             elif where is not None:
                 server = replace(server, host=where[0], port=where[1])
@@ -270,7 +329,12 @@ class _Settings:
             elif count is not None:
                 server = replace(server, max_connections=count)
         if "header_timeout" in fields:
-            seconds = reader.duration(fields["header_timeout"][1], "server.header_timeout")
+            seconds = reader.duration(
+                fields["header_timeout"][1],
+                "server.header_timeout",
+                minimum=HEADER_TIMEOUT_S[0],
+                maximum=HEADER_TIMEOUT_S[1],
+            )
             if seconds is not None:
                 server = replace(server, header_timeout_s=seconds)
         if "metrics_detail" in fields:
@@ -282,6 +346,7 @@ class _Settings:
     def _state(self, node: YamlNode) -> None:
         fields = self.reader.mapping(node, "state", ("path",))
         if fields and "path" in fields:
+            self.lines["state.path"] = fields["path"][1].line
             path = self.reader.string(fields["path"][1], "state.path", "a file path or :memory:")
             if path is not None:
                 self.state_path = path
@@ -303,12 +368,17 @@ class _Settings:
             return
         values = {key: value for key, (_, value) in fields.items()}
         settle = (
-            reader.duration(values["settle"], "alerts.settle", positive=False)
+            reader.duration(values["settle"], "alerts.settle", positive=False, maximum=SETTLE_S[1])
             if "settle" in values
             else None
         )
         repeat = (
-            reader.duration(values["repeat_interval"], "alerts.repeat_interval")
+            reader.duration(
+                values["repeat_interval"],
+                "alerts.repeat_interval",
+                minimum=REPEAT_INTERVAL_S[0],
+                maximum=REPEAT_INTERVAL_S[1],
+            )
             if "repeat_interval" in values
             else None
         )
@@ -321,7 +391,12 @@ class _Settings:
                 sub = reader.mapping(values[key], f"alerts.{key}", allowed) or {}
                 if key == "heartbeat":
                     if "interval" in sub:
-                        interval = reader.duration(sub["interval"][1], "alerts.heartbeat.interval")
+                        interval = reader.duration(
+                            sub["interval"][1],
+                            "alerts.heartbeat.interval",
+                            minimum=HEARTBEAT_INTERVAL_S[0],
+                            maximum=HEARTBEAT_INTERVAL_S[1],
+                        )
                     if "url" not in sub:
                         continue  # a heartbeat to Alertmanager alone needs no URL
                 if "url" not in sub:
@@ -339,19 +414,23 @@ class _Settings:
             heartbeat_url=urls.get("heartbeat"),
             heartbeat_interval_s=interval or 60.0,
         )
+        if "routes" in values:
+            self.lines["alerts.routes"] = values["routes"].line
         routes = (
             read_routes(reader, values["routes"], alerts.sink_names) if "routes" in values else ()
         )
         templates = None
         if "templates" in values:
+            self.lines["alerts.templates"] = values["templates"].line
             templates = reader.string(values["templates"], "alerts.templates", "a folder")
             if templates is not None:
                 folder = Path(self.source).resolve().parent / templates
                 if not folder.is_dir():
+                    shown = quote(str(folder), _QUOTED_PATH)
                     reader.problem(
                         values["templates"],
                         "alerts.templates",
-                        f"no folder {str(folder)!r}: create it or remove the key",
+                        f"no folder {shown}: create it or remove the key",
                     )
                 templates = str(folder)
         self.alerts = replace(alerts, routes=routes, templates=templates)
@@ -363,6 +442,9 @@ class _Settings:
         if fields is None:
             return None
         values = {key: value for key, (_, value) in fields.items()}
+        for key in ("token_env", "webhook_url_env"):
+            if key in values:
+                self.lines[f"alerts.slack.{key}"] = values[key].line
         for secret in ("token", "webhook_url"):
             if secret in values:
                 # Refused whatever its value: a secret in a file ends up in
@@ -429,12 +511,11 @@ class _Settings:
         first_key = item.value[0][0]
         kind = first_key.value if isinstance(first_key, ScalarNode) else ""
         if kind not in _KINDS:
-            reader.problem(
-                first_key,
-                path,
-                f"unknown probe kind {kind!r}: a probe starts with its kind, one of "
-                f"{', '.join(_KINDS)}",
-            )
+            if kind == "https":
+                hint = ": an https:// URL is checked by an http probe, write 'http: https://...'"
+            else:
+                hint = f": a probe starts with its kind, one of {', '.join(_KINDS)}"
+            reader.problem(first_key, path, f"unknown probe kind {quote(kind)}{hint}")
             return None
         own_keys, build = _KINDS[kind]
         fields = reader.mapping(item, path, (kind, *COMMON_KEYS, *own_keys))
@@ -443,7 +524,11 @@ class _Settings:
         values = {key: value for key, (_, value) in fields.items()}
         schedule = self._schedule(values, path, kind)
         timeout = values.get("timeout")
-        timeout_s = reader.duration(timeout, f"{path}.timeout") if timeout is not None else None
+        timeout_s = (
+            reader.duration(timeout, f"{path}.timeout", minimum=TIMEOUT_S[0], maximum=TIMEOUT_S[1])
+            if timeout is not None
+            else None
+        )
         spec = build(self, values, path, timeout_s)
         if spec is None or schedule is None or (timeout is not None and timeout_s is None):
             return None
@@ -455,7 +540,12 @@ class _Settings:
         interval = defaults.interval_s
         ok = True
         if "interval" in values:
-            got = reader.duration(values["interval"], f"{path}.interval")
+            got = reader.duration(
+                values["interval"],
+                f"{path}.interval",
+                minimum=INTERVAL_S[0],
+                maximum=INTERVAL_S[1],
+            )
             ok = got is not None
             interval = got or interval
         thresholds = {}
@@ -465,7 +555,9 @@ class _Settings:
         ):
             thresholds[key] = default
             if key in values:
-                got_int = reader.integer(values[key], f"{path}.{key}", minimum=1)
+                got_int = reader.integer(
+                    values[key], f"{path}.{key}", minimum=THRESHOLD[0], maximum=THRESHOLD[1]
+                )
                 ok = ok and got_int is not None
                 thresholds[key] = got_int or default
         if not ok:
@@ -485,6 +577,12 @@ class _Settings:
             kwargs["timeout_s"] = timeout_s
         if "method" in values:
             method = reader.string(values["method"], f"{path}.method")
+            trouble = method_trouble(method.upper()) if method is not None else None
+            if method is not None and trouble is not None:
+                reader.problem(
+                    values["method"], f"{path}.method", f"{trouble}, got {quote(method)}"
+                )
+                method = None
             ok = ok and method is not None
             if method is not None:
                 kwargs["method"] = method.upper()
@@ -494,6 +592,11 @@ class _Settings:
                 reader.mapping(values["headers"], f"{path}.headers") or {}
             ):
                 text = reader.string(value, f"{path}.headers.{key}")
+                trouble = header_trouble(key, text) if text is not None else None
+                if trouble is not None:
+                    # A header's value is often a credential: never quoted.
+                    reader.problem(value, f"{path}.headers.{key}", trouble)
+                    text = None
                 ok = ok and text is not None
                 headers[key] = text or ""
             kwargs["headers"] = MappingProxyType(headers)
@@ -515,7 +618,12 @@ class _Settings:
                 ok = ok and flag is not None
                 kwargs[key] = bool(flag)
         if "max_body_bytes" in values:
-            size = reader.integer(values["max_body_bytes"], f"{path}.max_body_bytes", minimum=1)
+            size = reader.integer(
+                values["max_body_bytes"],
+                f"{path}.max_body_bytes",
+                minimum=1,
+                maximum=MAX_BODY_BYTES_LIMIT,
+            )
             ok = ok and size is not None
             kwargs["max_body_bytes"] = size
         if not self._latency(values, path, kwargs):
@@ -539,7 +647,12 @@ class _Settings:
     def _latency(self, values: dict[str, YamlNode], path: str, kwargs: dict[str, Any]) -> bool:
         if "latency_threshold" not in values:
             return True
-        got = self.reader.duration(values["latency_threshold"], f"{path}.latency_threshold")
+        got = self.reader.duration(
+            values["latency_threshold"],
+            f"{path}.latency_threshold",
+            minimum=LATENCY_THRESHOLD_S[0],
+            maximum=LATENCY_THRESHOLD_S[1],
+        )
         kwargs["latency_threshold_s"] = got
         return got is not None
 
@@ -551,7 +664,7 @@ class _Settings:
         where = _host_port(text) if text is not None else None
         if text is not None and where is None:
             reader.problem(
-                values["tcp"], f"{path}.tcp", f"expected host:port or [v6]:port, got {text!r}"
+                values["tcp"], f"{path}.tcp", f"expected host:port or [v6]:port, got {quote(text)}"
             )
         kwargs: dict[str, Any] = {}
         ok = where is not None
@@ -584,10 +697,13 @@ class _Settings:
                     argv = shlex.split(text)
                 except ValueError as err:
                     # A command line can carry a URL with its password.
-                    shown = redact_urls(text)
-                    reader.problem(node, f"{path}.exec", f"bad command {shown!r}: {err}")
-        if argv is not None and not argv:
+                    shown = quote(redact_urls(text), _QUOTED_PATH)
+                    reader.problem(node, f"{path}.exec", f"bad command {shown}: {err}")
+        if argv is not None and (not argv or not argv[0]):
             reader.problem(node, f"{path}.exec", "empty command")
+            argv = None
+        elif argv is not None and any("\0" in arg for arg in argv):
+            reader.problem(node, f"{path}.exec", "a command cannot hold a NUL character")
             argv = None
         if argv is None:
             return None

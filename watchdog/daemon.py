@@ -44,6 +44,7 @@ from watchdog.logs import Secrets
 from watchdog.maneuvers import ManeuverError, Maneuvers
 from watchdog.metrics import Metrics
 from watchdog.outbox import Outbox
+from watchdog.preflight import TEMPLATED, preflight
 from watchdog.probe_state import ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, HttpSpec, Probe, ProbeResult
 from watchdog.probes.log import LogProbe, LogSpec
@@ -62,8 +63,6 @@ transitions_log = logging.getLogger("watchdog.transitions")
 
 # How often, at least, the probes of a node a running maneuver impacts run.
 WATCH_INTERVAL_S = 5.0
-# The sinks whose words come from templates.
-_TEMPLATED = ("console", "slack", "alertmanager")
 # How often what probes learned is saved (and at every clean stop).
 SAVE_INTERVAL_S = 300.0
 # SIGTERM to exit, whatever the load: systemd's default stop timeout is 90 s,
@@ -198,9 +197,10 @@ class Daemon:
         # before anything opens.
         self._sink_client: httpx.AsyncClient | None = None
         self.templates = Templates(self.config.alerts.templates)
-        problems = self.templates.check(_TEMPLATED)
-        if problems:
-            raise StartError("; ".join(f"alerts.templates: {p}" for p in problems))
+        # What `watchdog check` says too, so a green check means run starts.
+        found = preflight(self.config, os.environ, templates=self.templates)
+        if not found.ok:
+            raise StartError(found.start_error())
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
         self.store = Store.open(self.config.state_path, clock=clock)
@@ -302,7 +302,7 @@ class Daemon:
             # Sinks are built at start (their secrets are read then).
             refused.append(f"{self.path}: alerts.routes: {err}: restart the daemon to add sinks")
         templates = Templates(config.alerts.templates)
-        refused.extend(f"alerts.templates: {p}" for p in templates.check(_TEMPLATED))
+        refused.extend(f"alerts.templates: {p}" for p in templates.check(TEMPLATED))
         if refused:
             for problem in refused:
                 log.error("reload refused: %s", problem)

@@ -23,8 +23,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from topology import parse_duration
-from topology.document import Reader, suggest
+from topology import format_duration, parse_duration
+from topology.document import Reader, quote, suggest
 from topology.yamltree import MappingNode, YamlNode
 from watchdog.anomalies import DEFAULT_ERROR_PATTERN, LogRules
 from watchdog.logmine import DEFAULT_MASKS, MASKS, MinerConfig
@@ -47,6 +47,18 @@ LOG_KEYS = (
     "max_line_bytes",
 )
 
+_DAY = 86400.0
+# Bounds of the numbers (see the table in watchdog.config), (at least, at most).
+_DURATIONS = {"rate_interval": (1.0, _DAY), "learning": (0.0, 90 * _DAY)}
+_SILENCE_S = (1.0, 30 * _DAY)
+_NUMBERS = {
+    "spike_factor": (1, 1000),
+    "min_errors": (1, 1_000_000),
+    "max_templates": (1, 100_000),
+    # A line is held whole until its end: more than this is not a log line.
+    "max_line_bytes": (1, 1024 * 1024),
+}
+
 
 def read_log_spec(
     reader: Reader, values: Mapping[str, YamlNode], path: str, base: Path
@@ -55,13 +67,18 @@ def read_log_spec(
     `reader` (each with its line), and None comes back when there are any."""
     before = len(reader.problems)
     paths = reader.string(values["log"], f"{path}.log", "a file path or glob")
+    if paths == "":
+        reader.problem(values["log"], f"{path}.log", "expected a file path or glob, got ''")
+        paths = None
     if paths is not None and not Path(paths).is_absolute():
         paths = str(base / paths)
     from_start = False
     if "from" in values:
         where = reader.string(values["from"], f"{path}.from", "end or start")
         if where not in (None, "end", "start"):
-            reader.problem(values["from"], f"{path}.from", f"expected end or start, got {where!r}")
+            reader.problem(
+                values["from"], f"{path}.from", f"expected end or start, got {quote(where)}"
+            )
         from_start = where == "start"
     error_pattern = DEFAULT_ERROR_PATTERN
     if "error_pattern" in values:
@@ -74,15 +91,21 @@ def read_log_spec(
             if regex is not None:
                 watched.append(regex)
     durations: dict[str, float] = {}
-    for key in ("rate_interval", "learning"):
+    for key, (least, most) in _DURATIONS.items():
         if key in values:
-            got = reader.duration(values[key], f"{path}.{key}", positive=key != "learning")
+            got = reader.duration(
+                values[key],
+                f"{path}.{key}",
+                positive=key != "learning",
+                minimum=least or None,
+                maximum=most,
+            )
             if got is not None:
                 durations[key] = got
     numbers: dict[str, int] = {}
-    for key in ("spike_factor", "min_errors", "max_templates", "max_line_bytes"):
+    for key, (low, high) in _NUMBERS.items():
         if key in values:
-            got_int = reader.integer(values[key], f"{path}.{key}", minimum=1)
+            got_int = reader.integer(values[key], f"{path}.{key}", minimum=low, maximum=high)
             if got_int is not None:
                 numbers[key] = got_int
     silence_s: float | None = None
@@ -100,7 +123,14 @@ def read_log_spec(
                 reader.problem(
                     node,
                     f"{path}.silence",
-                    f"expected a duration such as 10m, learn or off, got {text!r}",
+                    f"expected a duration such as 10m, learn or off, got {quote(text)}",
+                )
+            elif not _SILENCE_S[0] <= silence_s <= _SILENCE_S[1]:
+                shortest, longest = (format_duration(bound) for bound in _SILENCE_S)
+                reader.problem(
+                    node,
+                    f"{path}.silence",
+                    f"must be from {shortest} to {longest}, got {quote(text)}",
                 )
     silence_is_down = False
     if "silence_means" in values:
@@ -109,7 +139,7 @@ def read_log_spec(
             reader.problem(
                 values["silence_means"],
                 f"{path}.silence_means",
-                f"expected degraded or down, got {means!r}",
+                f"expected degraded or down, got {quote(means)}",
             )
         silence_is_down = means == "down"
     masks = _masks(reader, values["masks"], f"{path}.masks") if "masks" in values else DEFAULT_MASKS
@@ -152,14 +182,14 @@ def _masks(reader: Reader, node: YamlNode, path: str) -> tuple[str | tuple[str, 
             for name, value in reader.items(reader.mapping(item, where) or {}):
                 regex = _regex(reader, value, f"{where}.{name}")
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                    reader.problem(item, where, f"mask name {name!r} is not an identifier")
+                    reader.problem(item, where, f"mask name {quote(name)} is not an identifier")
                 elif regex is not None:
                     out.append((name, regex))
             continue
         word = reader.string(item, where, "a mask name or {name: regex}")
         if word is not None and word not in MASKS:
             hint = suggest(word, MASKS) or f" (built-in: {', '.join(MASKS)})"
-            reader.problem(item, where, f"unknown mask {word!r}{hint}")
+            reader.problem(item, where, f"unknown mask {quote(word)}{hint}")
         elif word is not None:
             out.append(word)
     return tuple(out)

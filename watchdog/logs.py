@@ -413,7 +413,8 @@ class LogHandler(logging.StreamHandler[TextIO]):
         burst: int = BURST,
         min_level: int = logging.WARNING,
     ) -> None:
-        super().__init__(stream if stream is not None else sys.stderr)
+        super().__init__(stream)
+        self._fixed: TextIO | None = stream  # StreamHandler put stderr there
         self.secrets = secrets if secrets is not None else Secrets()
         self.setFormatter(
             _JsonFormatter(self.secrets) if fmt == "json" else _TextFormatter(self.secrets)
@@ -423,6 +424,16 @@ class LogHandler(logging.StreamHandler[TextIO]):
         # Messages whose flood ended are told at the next line after this.
         self._sweep_every_s = window_s / 6
         self._next_sweep = clock() + self._sweep_every_s
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream given, or the process's stderr as it is now (a stderr
+        replaced after `configure`, as test runners do, is followed)."""
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO | None) -> None:
+        self._fixed = value
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write `record` unless the flood limit holds it back (called under

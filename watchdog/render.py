@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from topology import Impact, ImpactedNode, Outcome, State, Topology, Verdict, format_duration
+from topology.engine import REASON_HEAD, reason_gap
 from topology.lint import Finding
 
 __all__ = ["Style", "render_findings", "render_impact"]
@@ -95,9 +96,14 @@ def _reason(
         return f"{chain[0]} ({kinds.get(chain[0], 'down')})"
     head = "loses its last spare" if item.after == item.before else str(item.after)
     parts = [f"{chain[0]} {head}"]
-    for node, member in itertools.pairwise(chain):
+    for i, (node, member) in enumerate(itertools.pairwise(chain), 1):
         note = kinds.get(member) or str(outcome[member].after)
-        parts.append(f"{_step(topology, node, member)} {member} ({note})")
+        if item.reason_omitted and i == REASON_HEAD:
+            # The links left out of a long chain: no single requirement joins
+            # the names on either side of them.
+            parts.append(f"{reason_gap(item.reason_omitted)} <- {member} ({note})")
+        else:
+            parts.append(f"{_step(topology, node, member)} {member} ({note})")
     return " <- ".join(parts)
 
 

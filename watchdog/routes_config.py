@@ -20,7 +20,7 @@ from typing import get_args
 
 from alerts.model import AlertKind, Severity
 from alerts.routing import Route
-from topology.document import Reader, suggest
+from topology.document import Reader, quote, suggest
 from topology.yamltree import SequenceNode, YamlNode
 
 __all__ = ["read_routes"]
@@ -59,7 +59,7 @@ def _route(reader: Reader, node: YamlNode, path: str, configured: Collection[str
             name = reader.string(item, f"{path}.sinks[{i}]", "a sink name")
             if name is not None and name not in allowed:
                 hint = suggest(name, allowed) or f" (configured: {', '.join(allowed)})"
-                reader.problem(item, f"{path}.sinks[{i}]", f"no sink {name!r}{hint}")
+                reader.problem(item, f"{path}.sinks[{i}]", f"no sink {quote(name)}{hint}")
             elif name is not None:
                 sinks.append(name)
         if not sinks and len(reader.problems) == before:
@@ -115,7 +115,8 @@ def _words(
             reader.problem(
                 item,
                 path,
-                f"unknown value {word!r}{suggest(word, allowed)}; one of " + ", ".join(allowed),
+                f"unknown value {quote(word)}{suggest(word, allowed)}; one of "
+                + ", ".join(allowed),
             )
         elif word is not None:
             out.append(word)

@@ -27,7 +27,15 @@ from typing import Any, Final
 from alerts.transitions import Transition
 from topology import State
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "Incident", "NodeSummary", "Store", "StoreError"]
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "Incident",
+    "NodeSummary",
+    "Store",
+    "StoreError",
+    "check_state_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +278,14 @@ class Store:
         the `-wal` and `-shm` files SQLite makes beside it (SQLite gives them
         the database's mode): the history names the estate's weak points. An
         existing file keeps its mode; one that others may read is logged.
+
+        An existing file is checked first, read-only (`check_state_file`):
+        one of another application is refused untouched, never switched to
+        WAL nor given -wal and -shm files.
         """
         name = str(path)
         if name != ":memory:":
+            check_state_file(name)
             _create_private(name)
         try:
             # check_same_thread=False because asyncio.to_thread runs each call
@@ -514,6 +527,74 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+# The SQLite file header (https://www.sqlite.org/fileformat.html#the_database_header):
+# its magic string, and where the user version and application id sit.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+_USER_VERSION_AT = 60
+_APPLICATION_ID_AT = 68
+
+
+def check_state_file(path: str) -> None:
+    """Raise `StoreError` unless the file at `path` may become or already
+    is a watchdog state file: absent or empty (a new store), or an SQLite
+    database that is the watchdog's (its application id) or holds nothing
+    yet. Only reads: the header as bytes, and the schema, when needed,
+    through a read-only, immutable connection (no lock, no journal, no -wal
+    or -shm file). A file that cannot be read is left to `Store.open`, which
+    says why."""
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(_HEADER_BYTES)
+    except OSError:
+        return
+    if not header:
+        return
+    if len(header) < _HEADER_BYTES or not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path}: not a watchdog state file: it is not an SQLite database")
+    application_id = int.from_bytes(header[_APPLICATION_ID_AT : _APPLICATION_ID_AT + 4], "big")
+    version = int.from_bytes(header[_USER_VERSION_AT : _USER_VERSION_AT + 4], "big")
+    if application_id == APPLICATION_ID:
+        return
+    if application_id != 0:
+        raise StoreError(
+            f"{path}: not a watchdog state file: it belongs to another application"
+            f" (application id {application_id:#x})"
+        )
+    if version != 0:
+        # The watchdog sets both in its first migration: a schema version
+        # without the id is another application's.
+        raise StoreError(
+            f"{path}: not a watchdog state file: it holds schema version {version}"
+            " of another application"
+        )
+    if _has_tables(path):
+        raise StoreError(
+            f"{path}: not a watchdog state file: it holds tables of another application"
+        )
+
+
+def _has_tables(path: str) -> bool:
+    """Whether the database at `path` holds any table, read without a lock
+    or a journal: `immutable=1` makes SQLite treat the file as read-only
+    media. (A store of ours being created by another process may show no
+    table yet: `Store.open` checks again under its lock.)"""
+    uri = Path(path).absolute().as_uri() + "?mode=ro&immutable=1"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return False  # Store.open reports what is wrong
+    try:
+        (tables,) = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        ).fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        connection.close()
+    return bool(tables)
 
 
 def _create_private(path: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -63,8 +64,11 @@ class ExecSpec:
     def __post_init__(self) -> None:
         if not self.argv or not self.argv[0]:
             raise ValueError("a command is needed")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout_s}")
+        if any("\0" in arg for arg in self.argv):
+            raise ValueError("a command cannot hold a NUL character")
+        # `not x > 0` refuses NaN too; infinity has no deadline to compute.
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"timeout must be positive and finite, not {self.timeout_s}")
 
 
 class ExecProbe:

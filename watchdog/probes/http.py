@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import ssl
 import time
@@ -32,7 +33,15 @@ from watchdog.probes.result import (
     timeout_reason,
 )
 
-__all__ = ["DEFAULT_LIMITS", "HttpClients", "HttpProbe", "HttpSpec"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_BODY_BYTES_LIMIT",
+    "HttpClients",
+    "HttpProbe",
+    "HttpSpec",
+    "header_trouble",
+    "method_trouble",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,35 @@ _DEFAULT_HEADERS = {"User-Agent": "service-watchdog", "Accept-Encoding": "identi
 _MAX_NEEDLE = 40
 
 _E = TypeVar("_E", bound=BaseException)
+
+# What a probe may hold of a body at most: a health answer is small, and
+# every probe in flight holds its own.
+MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+# An HTTP method and a header name are RFC 9110 tokens: no space, no CR or
+# LF that would end the request line or a header early.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_MAX_METHOD_CHARS = 32
+# A header value: visible ASCII, spaces and tabs (httpx sends ASCII).
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def method_trouble(method: str) -> str | None:
+    """Why `method` cannot be an HTTP method (an RFC 9110 token of at most
+    32 characters: `GET`, `HEAD`, `PROPFIND`), or None."""
+    if not _TOKEN.fullmatch(method):
+        return "an HTTP method is one word of letters, digits and !#$%&'*+-.^_`|~"
+    if len(method) > _MAX_METHOD_CHARS:
+        return f"an HTTP method has at most {_MAX_METHOD_CHARS} characters"
+    return None
+
+
+def header_trouble(name: str, value: str) -> str | None:
+    """Why `name: value` cannot be sent as a header, or None."""
+    if not _TOKEN.fullmatch(name):
+        return "a header name is one word of letters, digits and !#$%&'*+-.^_`|~"
+    if not _FIELD_VALUE.fullmatch(value):
+        return "a header value holds ASCII text and tabs only: no line break or control character"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +110,23 @@ class HttpSpec:
     latency_threshold_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout_s}")
+        # `not x > 0` refuses NaN too; infinity has no deadline to compute.
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"timeout must be positive and finite, not {self.timeout_s}")
         if self.max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must not be negative, not {self.max_body_bytes}")
-        if self.latency_threshold_s is not None and self.latency_threshold_s <= 0:
+        if self.max_body_bytes > MAX_BODY_BYTES_LIMIT:
+            limit = MAX_BODY_BYTES_LIMIT
+            raise ValueError(f"max_body_bytes must be at most {limit}, not {self.max_body_bytes}")
+        if self.latency_threshold_s is not None and not 0 < self.latency_threshold_s < math.inf:
             raise ValueError(f"latency_threshold must be positive, not {self.latency_threshold_s}")
+        trouble = method_trouble(self.method)
+        if trouble is not None:
+            raise ValueError(f"method {self.method!r}: {trouble}")
+        for name, value in self.headers.items():
+            trouble = header_trouble(name, value)
+            if trouble is not None:
+                raise ValueError(f"header {name!r}: {trouble}")
         for status in self.expect_status:
             if not 100 <= status <= 599:
                 raise ValueError(f"expected status {status} is not an HTTP status")

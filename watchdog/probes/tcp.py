@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -57,9 +58,10 @@ class TcpSpec:
             raise ValueError("host must not be empty")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port {self.port} out of range 1-65535")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout_s}")
-        if self.latency_threshold_s is not None and self.latency_threshold_s <= 0:
+        # `not x > 0` refuses NaN too; infinity has no deadline to compute.
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"timeout must be positive and finite, not {self.timeout_s}")
+        if self.latency_threshold_s is not None and not 0 < self.latency_threshold_s < math.inf:
             raise ValueError(f"latency_threshold must be positive, not {self.latency_threshold_s}")
 
 

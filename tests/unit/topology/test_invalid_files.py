@@ -27,6 +27,14 @@ EXIT_INVALID = 3
 BAD_DURATION = "expected a number and a unit (ms, s, m, h, d, w), e.g. '10m' or '1h30m'"
 NAME_RULE = "start with a letter or digit, then use letters, digits and - _ . : / @"
 EMPTY_FILE = "empty file: expected a mapping with 'version: 1' and 'nodes'"
+KEY_INDENTED = (
+    "a key or a '- ' item is indented differently from the keys of the mapping that starts "
+    "at line {}, or a value is missing after a colon"
+)
+MAPPING_VALUES = (
+    "this line is indented deeper than the key above it, the line above lacks its ':', or a "
+    "value holds ': ' and needs quotes (YAML: mapping values are not allowed in this context)"
+)
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,30 @@ CASES = [
         [at(5, "nodes.orders-store.recovery_target", "duration '0s' must be more than zero")],
     ),
     case(
+        "duration-overflow.yaml",
+        [
+            at(
+                5,
+                "nodes.orders-store.recovery_target",
+                f"duration '1{'0' * 79}…' is too long: at most 365d",
+            )
+        ],
+    ),
+    case(
+        "duration-too-long.yaml",
+        [
+            at(
+                5,
+                "nodes.orders-store.recovery_target",
+                "duration '1000000w' is too long: at most 365d",
+            )
+        ],
+    ),
+    case(
+        "min-huge.yaml",
+        [at(6, "nodes.orders-store.runs_on.min", f"{'9' * 40} is too large a number")],
+    ),
+    case(
         "duration-without-unit.yaml",
         [at(5, "nodes.orders-store.recovery_target", f"bad duration 600: {BAD_DURATION}")],
     ),
@@ -279,14 +311,110 @@ CASES = [
             at(
                 6,
                 "",
-                "not valid YAML: while parsing a flow sequence (line 5): "
-                "did not find expected ',' or ']'",
+                "a list opened with '[' at line 5 is not closed with ']', or two of its items "
+                "lack a ',' between them (YAML: did not find expected ',' or ']')",
             )
         ],
     ),
     case(
         "not-yaml-tab-indent.yaml",
-        [at(5, "", "not valid YAML: found a tab character: indent with spaces, not tabs")],
+        [
+            at(
+                5,
+                "",
+                "indented with a tab: YAML takes spaces only "
+                "(YAML: found character that cannot start any token)",
+            )
+        ],
+    ),
+    # YAML syntax errors: what they usually mean, then PyYAML's words
+    case(
+        "yaml-key-indented-less.yaml",
+        [at(6, "", f"{KEY_INDENTED.format(4)} (YAML: did not find expected key)")],
+    ),
+    case(
+        "yaml-list-item-indented-less.yaml",
+        [at(7, "", f"{KEY_INDENTED.format(5)} (YAML: did not find expected key)")],
+    ),
+    case("yaml-key-indented-more.yaml", [at(6, "", MAPPING_VALUES)]),
+    case("yaml-colon-in-value.yaml", [at(5, "", MAPPING_VALUES)]),
+    case(
+        "yaml-key-without-colon.yaml",
+        [
+            at(
+                6,
+                "",
+                "the key at line 5 lacks its ':', or a quote or bracket opened before it is "
+                "not closed (YAML: could not find expected ':')",
+            )
+        ],
+    ),
+    case(
+        "yaml-key-among-list-items.yaml",
+        [
+            at(
+                7,
+                "",
+                "a list item is indented differently from the ones before it (line 6), or a "
+                "'key: value' line sits among the '- ' items "
+                "(YAML: did not find expected '-' indicator)",
+            )
+        ],
+    ),
+    case(
+        "yaml-flow-mapping-unclosed.yaml",
+        [
+            at(
+                5,
+                "",
+                "a mapping opened with '{' at line 4 is not closed with '}', or two of its "
+                "entries lack a ',' between them (YAML: did not find expected ',' or '}')",
+            )
+        ],
+    ),
+    case(
+        "yaml-quote-unclosed.yaml",
+        [
+            at(
+                7,
+                "",
+                "a quote opened at line 5 is never closed (YAML: found unexpected end of stream)",
+            )
+        ],
+    ),
+    case(
+        "yaml-unknown-escape.yaml",
+        [
+            at(
+                5,
+                "",
+                "a backslash in double quotes starts an escape YAML does not know: write "
+                "regular expressions and Windows paths in single quotes "
+                "(YAML: found unknown escape character)",
+            )
+        ],
+    ),
+    case(
+        "yaml-reserved-character.yaml",
+        [
+            at(
+                5,
+                "",
+                "a value starts with '@', which YAML reserves: put the value in quotes "
+                "(YAML: found character that cannot start any token)",
+            )
+        ],
+    ),
+    case(
+        "yaml-control-character.yaml",
+        [
+            at(
+                5,
+                "",
+                "a control character (0x1b) is not allowed in YAML text: remove it, or write "
+                "it as an escape inside double quotes",
+            )
+        ],
     ),
     case(
         "two-documents.yaml",
@@ -324,6 +452,16 @@ CASES = [
         "kind-empty.yaml",
         [at(5, "nodes.a.kind", "expected a kind such as service or farm, got ''")],
     ),
+    # terminal safety: control characters are escaped wherever text is quoted
+    case(
+        "control-characters-in-names.yaml",
+        [
+            at(4, "nodes", f"bad node name '\\x1b[31mfarm\\x07': {NAME_RULE}"),
+            at(6, "nodes.api.labels.team\\x1b[2J", "expected a string, got a list"),
+            at(7, "nodes.api.depends_on[0]", "unknown node 'db\\x9b\\u202e'"),
+            at(9, "nodes.api.critical", "expected true or false, got '\\x1b]0;owned\\x07'"),
+        ],
+    ),
     # all at once
     case("many-problems.yaml", MANY_PROBLEMS),
 ]
@@ -345,6 +483,13 @@ def test_every_invalid_file_has_a_case() -> None:
     assert len(files) >= 25
 
 
+def test_no_problem_holds_a_control_character(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", str(INVALID / "control-characters-in-names.yaml"))
+    assert code == EXIT_INVALID
+    assert not [c for c in out + err if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0]
+    assert "\u202e" not in err
+
+
 def test_check_refuses_a_file_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
     path = str(INVALID / "does-not-exist.yaml")
     code, out, err = run(capsys, "check", path)
@@ -355,7 +500,7 @@ def test_check_refuses_a_file_that_does_not_exist(capsys: pytest.CaptureFixture[
 def test_check_refuses_a_directory(capsys: pytest.CaptureFixture[str]) -> None:
     path = str(INVALID)
     code, out, err = run(capsys, "check", path)
-    assert err == refusal(path, [at(None, "", "cannot read: Is a directory")])
+    assert err == refusal(path, [at(None, "", "cannot read: a directory, not a regular file")])
     assert (code, out) == (EXIT_INVALID, "")
 
 
@@ -371,9 +516,11 @@ def test_check_json_lists_every_problem_on_stdout(capsys: pytest.CaptureFixture[
     code, out, err = run(capsys, "check", "--format", "json", path)
     assert code == EXIT_INVALID
     assert json.loads(out) == {
+        "source": path,
         "valid": False,
         "exit_code": EXIT_INVALID,
         "problems": [p.as_json(path) for p in MANY_PROBLEMS],
+        "warnings": [],
     }
     assert err == refusal(path, MANY_PROBLEMS)
 

@@ -1,0 +1,24 @@
+"""What every test shares: the process's logging as it was before the test.
+`watchdog run` and `check` set up logging for the whole process; a test that
+calls them in-process must not leave its handler (and its stream, captured
+for that test only) to the tests after it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
