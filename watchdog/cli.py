@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -89,11 +90,21 @@ def _add_maneuver(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.set_defaults(actions=[], actions_required=required)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("service-watchdog")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="watchdog",
         description="Dependency-aware service health: what goes down if you touch a node.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"watchdog {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     check = commands.add_parser(
@@ -124,99 +135,256 @@ def _parser() -> argparse.ArgumentParser:
         "directory for it (without --env these are warnings)",
     )
 
+    raw = argparse.RawDescriptionHelpFormatter
     blast = commands.add_parser(
         "blast-radius",
         help="what goes down or loses redundancy if you do a maneuver",
         description=(
-            "Answer before a maneuver: which nodes get worse. Exit 0 no critical node "
-            "gets worse, 1 a critical node degrades or loses its last spare, 2 a "
-            "critical node goes down, 3 the input could not be used."
+            "Answer before a maneuver: which nodes get worse, each with the chain of "
+            "requirements back to the maneuver. Exit 0 no critical node gets worse, 1 a "
+            "critical node degrades or loses its last spare, 2 a critical node goes down, "
+            "3 the input could not be used."
         ),
+        epilog=_BLAST_EPILOG,
+        formatter_class=raw,
     )
-    blast.add_argument("file", metavar="FILE")
+    blast.add_argument("file", metavar="FILE", help="the topology file")
     _add_maneuver(blast, required=True)
     blast.add_argument(
         "--live",
         metavar="URL",
-        help="take the baseline from the daemon at URL (e.g. http://127.0.0.1:9120)",
+        help="take the baseline (what is already down) from the daemon at URL, e.g. "
+        'http://127.0.0.1:9120 or "$WATCHDOG_URL"; the answer names what was down',
     )
-    blast.add_argument("--format", choices=("text", "json"), default="text")
+    _add_format(blast)
 
     run = commands.add_parser(
         "run",
-        help="watch the estate: probe, propagate, record, serve the API",
-        description="Run the daemon on FILE until SIGTERM; SIGHUP reloads FILE.",
+        help="watch the estate: probe, propagate, record, alert, serve the API",
+        description=(
+            "Run the daemon on FILE until SIGTERM or SIGINT (it stops within 5 s); "
+            "SIGHUP reloads FILE. Exit 3 when FILE is refused, a secret's environment "
+            "variable is unset, or the API cannot listen."
+        ),
+        epilog="example:\n  watchdog run examples/demo/estate.yaml --listen 127.0.0.1:9200",
+        formatter_class=raw,
     )
-    run.add_argument("file", metavar="FILE")
-    run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("file", metavar="FILE", help="the topology file with the daemon's settings")
+    run.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where the API listens, instead of FILE's server.listen (default 127.0.0.1:9120)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines (and console alerts) for people, or one JSON object per line "
+        "(default: text)",
+    )
 
     maneuver = commands.add_parser(
         "maneuver",
         help="start or end a maneuver through the running daemon (checked on live state)",
         description=(
-            "start: refused (exit 2) when a critical node would go down, unless --force "
-            "with a reason; end: checks that everything it impacted recovered (exit 1 "
-            "if not). Needs the daemon's bearer token in WATCHDOG_API_TOKEN."
+            "start: recorded and announced; refused (exit 2) when a critical node would go "
+            "down, unless --force with a --reason. end: checks that everything it impacted "
+            "recovered (exit 1 if not). " + _DAEMON_NOTE
         ),
+        epilog=_MANEUVER_EPILOG,
+        formatter_class=raw,
     )
     steps = maneuver.add_subparsers(dest="step", required=True, parser_class=_Parser)
-    start = steps.add_parser("start", help="ask for a maneuver")
-    start.add_argument("file", metavar="FILE")
+    start = steps.add_parser(
+        "start",
+        help="ask for a maneuver",
+        description="Ask the daemon for a maneuver on its live state. " + _DAEMON_NOTE,
+        epilog=_MANEUVER_EPILOG,
+        formatter_class=raw,
+    )
+    _add_daemon_file(start)
     _add_maneuver(start, required=True)
-    start.add_argument("--by", required=True, metavar="NAME")
-    start.add_argument("--reason", default="", metavar="TEXT")
-    start.add_argument("--force", action="store_true", help="do it even if critical nodes go down")
-    start.add_argument("--live", metavar="URL", help="the daemon (default: server.listen of FILE)")
-    end = steps.add_parser("end", help="end a maneuver and check the recovery")
-    end.add_argument("file", metavar="FILE")
-    end.add_argument("id", type=int, metavar="ID")
-    end.add_argument("--live", metavar="URL", help="the daemon (default: server.listen of FILE)")
+    start.add_argument("--by", required=True, metavar="NAME", help="who does it (recorded)")
+    start.add_argument(
+        "--reason", default="", metavar="TEXT", help="why (recorded; needed with --force)"
+    )
+    start.add_argument(
+        "--force",
+        action="store_true",
+        help="do it even if critical nodes go down (needs --reason; announced as such)",
+    )
+    _add_live(start)
+    _add_format(start)
+    end = steps.add_parser(
+        "end",
+        help="end a maneuver and check the recovery",
+        description="End maneuver ID; exit 1 if what it impacted has not recovered. "
+        + _DAEMON_NOTE,
+        epilog=_MANEUVER_EPILOG,
+        formatter_class=raw,
+    )
+    _add_daemon_file(end)
+    end.add_argument("id", type=int, metavar="ID", help="the maneuver's number, as start said it")
+    _add_live(end)
+    _add_format(end)
 
     silence = commands.add_parser(
         "silence",
         help="add, list or expire silences in the running daemon",
         description=(
-            "A silence on a node that critical nodes need is refused unless --force; an "
-            "alert that names a critical node is never muted. Needs WATCHDOG_API_TOKEN."
+            "A silence mutes the alerts of a node, or of the nodes with a label, for a "
+            "while. One on a node that critical nodes need is refused (exit 2) unless "
+            "--force; an alert that names a critical node is never muted. " + _DAEMON_NOTE
         ),
+        epilog=_SILENCE_EPILOG,
+        formatter_class=raw,
     )
     silence_steps = silence.add_subparsers(dest="step", required=True, parser_class=_Parser)
-    add = silence_steps.add_parser("add", help="mute alerts of a node or label for a while")
-    add.add_argument("file", metavar="FILE")
-    add.add_argument("--node", metavar="NODE")
-    add.add_argument("--label", metavar="KEY=VALUE")
-    add.add_argument("--for", dest="duration", required=True, metavar="DURATION")
-    add.add_argument("--by", required=True, metavar="NAME")
-    add.add_argument("--reason", required=True, metavar="TEXT")
-    add.add_argument("--force", action="store_true")
-    add.add_argument("--live", metavar="URL")
-    listing = silence_steps.add_parser("list", help="the silences in force")
-    listing.add_argument("file", metavar="FILE")
-    listing.add_argument("--live", metavar="URL")
-    expire = silence_steps.add_parser("expire", help="end a silence now")
-    expire.add_argument("file", metavar="FILE")
-    expire.add_argument("id", type=int, metavar="ID")
-    expire.add_argument("--live", metavar="URL")
+    add = silence_steps.add_parser(
+        "add",
+        help="mute alerts of a node or label for a while",
+        description="Mute the alerts of --node or of --label (not both). " + _DAEMON_NOTE,
+        epilog=_SILENCE_EPILOG,
+        formatter_class=raw,
+    )
+    _add_daemon_file(add)
+    add.add_argument("--node", metavar="NODE", help="the node whose alerts are muted")
+    add.add_argument(
+        "--label", metavar="KEY=VALUE", help="the nodes with this label (one node at least)"
+    )
+    add.add_argument(
+        "--for",
+        dest="duration",
+        required=True,
+        metavar="DURATION",
+        help="how long, e.g. 2h or 30m (it expires by itself, announced)",
+    )
+    add.add_argument("--by", required=True, metavar="NAME", help="who asks (recorded)")
+    add.add_argument("--reason", required=True, metavar="TEXT", help="why (recorded)")
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="silence a node that critical nodes need anyway (announced as a warning)",
+    )
+    _add_live(add)
+    _add_format(add)
+    listing = silence_steps.add_parser(
+        "list",
+        help="the silences in force",
+        description="The silences in force. " + _DAEMON_NOTE,
+        formatter_class=raw,
+    )
+    _add_daemon_file(listing)
+    _add_live(listing)
+    _add_format(listing)
+    expire = silence_steps.add_parser(
+        "expire",
+        help="end a silence now",
+        description="End silence ID now (announced). " + _DAEMON_NOTE,
+        formatter_class=raw,
+    )
+    _add_daemon_file(expire)
+    expire.add_argument("id", type=int, metavar="ID", help="the silence's number")
+    _add_live(expire)
+    _add_format(expire)
 
     incidents = commands.add_parser(
         "incidents",
         help="incident history per node from the daemon's store",
-        description="Incidents per node: count, downtime, time to recover, recurring nodes.",
+        description=(
+            "Incidents per node from the state file FILE names (state.path): count, "
+            "downtime, mean time to recover, recovery-target breaches, recurring nodes; "
+            "incidents still open are marked. Reads the file; never creates it."
+        ),
+        epilog="example:\n  watchdog incidents examples/demo/estate.yaml --since 7d",
+        formatter_class=raw,
     )
-    incidents.add_argument("file", metavar="FILE")
-    incidents.add_argument("--since", default="30d", metavar="DURATION")
-    incidents.add_argument("--format", choices=("text", "json"), default="text")
+    incidents.add_argument("file", metavar="FILE", help="the topology file the daemon runs")
+    incidents.add_argument(
+        "--since",
+        default="30d",
+        metavar="DURATION",
+        help="the window: incidents open at any time in it (default: 30d)",
+    )
+    _add_format(incidents)
 
     graph = commands.add_parser(
         "graph",
         help="draw the topology (and a blast radius) as Graphviz DOT or Mermaid",
         description="Print FILE as a graph; with a maneuver, impacted nodes are coloured.",
+        epilog=(
+            "examples:\n"
+            "  watchdog graph examples/oms-2017.yaml --shutdown farm-oms-1 | dot -Tsvg > b.svg\n"
+            "  watchdog graph examples/oms-2017.yaml --format mermaid"
+        ),
+        formatter_class=raw,
     )
-    graph.add_argument("file", metavar="FILE")
-    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    graph.add_argument("file", metavar="FILE", help="the topology file")
+    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="(default: dot)")
     _add_maneuver(graph, required=False)
     return parser
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default), or JSON on stdout for scripts",
+    )
+
+
+def _add_daemon_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        help="the topology file: the daemon is found at its server.listen (not needed "
+        "with --live or $WATCHDOG_URL)",
+    )
+
+
+def _add_live(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--live",
+        metavar="URL",
+        help="the daemon's URL (default: $WATCHDOG_URL, else FILE's server.listen)",
+    )
+
+
+# The environment variable naming the daemon for the client commands, as
+# amtool's --alertmanager.url.
+URL_ENV = "WATCHDOG_URL"
+_DAEMON_NOTE = (
+    "The daemon is --live URL, else $WATCHDOG_URL, else FILE's server.listen; "
+    "changes need its bearer token in $WATCHDOG_API_TOKEN."
+)
+_MAIN_EPILOG = """\
+examples:
+  watchdog check estate.yaml
+  watchdog blast-radius estate.yaml --shutdown farm-oms-1
+  watchdog run estate.yaml
+  export WATCHDOG_URL=http://127.0.0.1:9120 WATCHDOG_API_TOKEN=...
+  watchdog maneuver start --shutdown farm-oms-1 --by alice --reason "rack move"
+
+Exit codes: 0 fine, 1 warning, 2 critical, 3 unusable input (usage errors too).
+`watchdog COMMAND --help` describes each command."""
+_BLAST_EPILOG = """\
+examples:
+  watchdog blast-radius examples/oms-2017.yaml --shutdown farm-oms-1
+  watchdog blast-radius examples/oms-2017.yaml --shutdown farm-pay-1 --down farm-pay-2
+  watchdog blast-radius estate.yaml --drain host-7 --live http://127.0.0.1:9120 --format json"""
+_MANEUVER_EPILOG = """\
+examples:
+  watchdog maneuver start estate.yaml --shutdown farm-oms-1 --by alice --reason "rack move"
+  watchdog maneuver start --drain host-7 --by bob --live http://127.0.0.1:9120
+  watchdog maneuver end estate.yaml 2"""
+_SILENCE_EPILOG = """\
+examples:
+  watchdog silence add estate.yaml --node search --for 2h --by bob --reason reindex
+  watchdog silence add --label team=search --for 30m --by bob --reason deploy
+  watchdog silence list --format json
+  watchdog silence expire 4"""
 
 
 def _colour(stream: TextIO) -> bool:
@@ -445,12 +613,27 @@ def _blast_radius(args: argparse.Namespace) -> int:
             return live
         observed = {**live, **observed}  # what the command line says wins
     impact = what_if(topology, observed, actions)
+    # What was failed before the maneuver is part of no answer: said apart,
+    # so a node already down does not seem to vanish from it.
+    before = evaluate(topology, observed).not_up() if observed else {}
+    already = {
+        state: sorted(n for n, s in before.items() if s == state)
+        for state in (State.DOWN, State.DEGRADED)
+    }
     if args.format == "json":
-        print(json.dumps(impact.to_json(), indent=2))
+        answer = impact.to_json()
+        answer["already"] = {str(state): names for state, names in already.items()}
+        print(json.dumps(answer, indent=2))
     else:
         from watchdog.render import Style, render_impact
 
         sys.stdout.write(render_impact(topology, impact, Style(_colour(sys.stdout))))
+        for state, names in already.items():
+            if names:
+                shown = ", ".join(names[:10]) + (
+                    f" and {len(names) - 10} more" if len(names) > 10 else ""
+                )
+                print(f"\nalready {state} before the maneuver (not counted): {shown}")
     return impact.exit_code
 
 
@@ -543,6 +726,16 @@ def _incidents(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         return _invalid(args, err)
     now = time.time()
+    if config.state_path == ":memory:" or not os.path.exists(config.state_path):
+        # Creating it here would make an empty history look like a quiet one.
+        return _refuse(
+            args,
+            [
+                f"watchdog incidents: no state file at {printable(config.state_path)}: "
+                "the daemon has not run with this file yet (it writes state.path)"
+            ],
+            [],
+        )
     try:
         with Store.open(config.state_path, clock=time.time) as store:
             summary = store.summary(now - window, now)
@@ -571,9 +764,11 @@ def _incidents(args: argparse.Namespace) -> int:
         print(f"no incidents in the last {format_duration(window)}")
         return 0
     print(f"incidents in the last {format_duration(window)}, most first:")
+    still_open = {i.node for i in incidents if i.ended_at is None}
     for s in summary:
         mttr = format_duration(s.mttr_s) if s.mttr_s is not None else "-"
-        flags = [f"{s.breaches} over target"] if s.breaches else []
+        flags = ["still open"] if s.node in still_open else []
+        flags += [f"{s.breaches} over target"] if s.breaches else []
         if s.recurring:
             flags.append("recurring: chase the root cause")
         extra = f"  ({'; '.join(flags)})" if flags else ""
@@ -593,11 +788,21 @@ def _daemon_call(
     saying what went wrong."""
     from watchdog.config import TOKEN_ENV, load_config
 
-    try:
-        config = load_config(args.file)
-    except InvalidInput as err:
-        return _invalid(args, err)
-    url = (args.live or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+    url = args.live or os.environ.get(URL_ENV)
+    if not url:
+        if args.file is None:
+            return _refuse(
+                args,
+                [f"watchdog {command}: name the daemon: --live URL, ${URL_ENV}, or FILE"],
+                [],
+            )
+        try:
+            config = load_config(args.file)
+        except InvalidInput as err:
+            return _invalid(args, err)
+        host = config.server.host
+        url = f"http://{f'[{host}]' if ':' in host else host}:{config.server.port}"
+    url = url.rstrip("/")
     request = urllib.request.Request(
         url + path,
         data=json.dumps(body).encode() if body is not None else None,
@@ -612,6 +817,11 @@ def _daemon_call(
             answer: dict[str, Any] = json.load(response)
     except urllib.error.HTTPError as err:
         answer = json.loads(err.read() or b"{}")
+        if err.code == 409 and command == "silence":
+            # Refused by the rules (a node critical nodes need), not bad input.
+            for p in answer.get("problems") or []:
+                print(f"REFUSED: {_said(p)}")
+            return 2
         if err.code != 409 or "problems" in answer:
             problems = answer.get("problems") or [f"http {err.code}"]
             return _refuse(
@@ -653,6 +863,11 @@ def _maneuver(args: argparse.Namespace) -> int:
         answer = _daemon_call(args, "maneuver", "POST", f"/api/v1/maneuvers/{args.id}/end", {})
     if isinstance(answer, int):
         return answer
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+        if args.step == "end":
+            return 0 if answer["outcome"] == "recovered" else 1
+        return 2 if answer["state"] == "refused" else 0
     what = ", ".join(f"{a['action']} {a['node']}" for a in answer["actions"])
     if args.step == "end":
         print(f"maneuver {answer['id']} ({what}) ended: {answer['outcome']}")
@@ -667,13 +882,16 @@ def _maneuver(args: argparse.Namespace) -> int:
         return 2
     forced = " (forced)" if answer["forced"] else ""
     print(f"maneuver {answer['id']} started{forced}: {what} ({answer['verdict']}: {effect})")
-    print(f"end it with: watchdog maneuver end {args.file} {answer['id']}")
+    file = f"{args.file} " if args.file else ""
+    print(f"end it with: watchdog maneuver end {file}{answer['id']}")
     return 0
 
 
 def _silence(args: argparse.Namespace) -> int:
     if args.step == "add":
-        if (args.node is None) == (args.label is None):
+        if args.node is not None and args.label is not None:
+            return _refuse(args, ["watchdog silence: --node or --label, not both"], [])
+        if args.node is None and args.label is None:
             return _refuse(args, ["watchdog silence: name --node NODE or --label KEY=VALUE"], [])
         body = {
             "node": args.node,
@@ -686,6 +904,9 @@ def _silence(args: argparse.Namespace) -> int:
         answer = _daemon_call(args, "silence", "POST", "/api/v1/silences", body)
         if isinstance(answer, int):
             return answer
+        if args.format == "json":
+            print(json.dumps(answer, indent=2))
+            return 0
         what = f"node {answer['node']}" if answer["node"] else f"label {answer['label']}"
         forced = " (forced)" if answer["forced"] else ""
         print(f"silence {answer['id']}{forced}: {what} until {_when(answer['expires_at'])}")
@@ -694,11 +915,17 @@ def _silence(args: argparse.Namespace) -> int:
         answer = _daemon_call(args, "silence", "DELETE", f"/api/v1/silences/{args.id}", None)
         if isinstance(answer, int):
             return answer
+        if args.format == "json":
+            print(json.dumps(answer, indent=2))
+            return 0
         print(f"silence {answer['id']} expired")
         return 0
     answer = _daemon_call(args, "silence", "GET", "/api/v1/silences", None)
     if isinstance(answer, int):
         return answer
+    if args.format == "json":
+        print(json.dumps(answer, indent=2))
+        return 0
     for item in answer["silences"]:
         what = f"node {item['node']}" if item["node"] else f"label {item['label']}"
         print(

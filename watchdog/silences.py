@@ -107,11 +107,16 @@ class Silences:
         covered = [
             name for name, n in live.topology.nodes.items() if _covers(node, label, name, n.labels)
         ]
+        if not covered:
+            assert label is not None  # a node silenced covers itself
+            # A typo would otherwise silence nothing, and look as if it did.
+            raise SilenceError(f"label {label[0]}={label[1]} matches no node")
         needed = _needed_by_critical(live.topology, covered)
         if needed and not force:
             raise SilenceError(
                 f"{', '.join(needed)} {'is' if len(needed) == 1 else 'are'} needed by critical "
-                "nodes: a silence there would hide their outage; force it to silence anyway",
+                "nodes: a silence there would hide their outage; --force (\"force\": true) "
+                "to silence anyway",
                 status=409,
             )
         with self.store.transaction("cannot record a silence") as connection:

@@ -5,6 +5,7 @@ the store it left behind. Every wait is bounded; nothing asserts a duration."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -91,9 +92,14 @@ def logged(tmp_path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [WATCHDOG, *argv], capture_output=True, text=True, timeout=60, check=False
+        [WATCHDOG, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -230,7 +236,7 @@ def test_maneuver_start_is_refused_then_forced_and_end_checks_recovery(
 
 
 def test_silence_add_list_expire(daemon: tuple[subprocess.Popen[bytes], str, Path]) -> None:
-    _, _, path = daemon
+    _, url, path = daemon
     add = [
         "silence",
         "add",
@@ -245,10 +251,10 @@ def test_silence_add_list_expire(daemon: tuple[subprocess.Popen[bytes], str, Pat
         "move",
     ]
     refused = run_cli(*add)
-    assert (refused.returncode, refused.stderr) == (
-        3,
-        "watchdog silence: farm is needed by critical nodes: a silence there would hide "
-        "their outage; force it to silence anyway\n",
+    assert (refused.returncode, refused.stdout) == (  # refused as a maneuver is: 2
+        2,
+        "REFUSED: farm is needed by critical nodes: a silence there would hide their "
+        'outage; --force ("force": true) to silence anyway\n',
     )
     forced = run_cli(*add, "--force")
     assert forced.returncode == 0, forced.stderr
@@ -260,6 +266,29 @@ def test_silence_add_list_expire(daemon: tuple[subprocess.Popen[bytes], str, Pat
     assert run_cli("silence", "list", str(path)).stdout == "no silence in force\n"
     unknown = run_cli("silence", "expire", str(path), "9")
     assert (unknown.returncode, unknown.stderr) == (3, "watchdog silence: no silence 9\n")
+
+    # The daemon found by $WATCHDOG_URL, no FILE; JSON for scripts.
+    env = {"WATCHDOG_URL": url}
+    both = run_cli("silence", "add", "--node", "farm", "--label", "a=b", *add[5:], env=env)
+    assert (both.returncode, both.stderr) == (3, "watchdog silence: --node or --label, not both\n")
+    nothing = run_cli("silence", "add", "--label", "team=nobody", *add[5:], env=env)
+    assert (nothing.returncode, nothing.stderr) == (
+        3,
+        "watchdog silence: label team=nobody matches no node\n",
+    )
+    added = run_cli(
+        "silence", "add", "--node", "farm", *add[5:], "--force", "--format", "json", env=env
+    )
+    assert added.returncode == 0, added.stderr
+    silence = json.loads(added.stdout)
+    assert (silence["node"], silence["by"], silence["forced"]) == ("farm", "bob", True)
+    listed = run_cli("silence", "list", "--format", "json", env=env)
+    assert [s["id"] for s in json.loads(listed.stdout)["silences"]] == [silence["id"]]
+    lost = run_cli("silence", "list")
+    assert (lost.returncode, lost.stderr) == (
+        3,
+        "watchdog silence: name the daemon: --live URL, $WATCHDOG_URL, or FILE\n",
+    )
 
 
 def test_a_busy_port_is_one_line_and_exit_3(tmp_path: Path) -> None:

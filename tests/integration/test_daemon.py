@@ -444,7 +444,7 @@ async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
             problem(
                 "",
                 "farm is needed by critical nodes: a silence there would hide their outage; "
-                "force it to silence anyway",
+                '--force ("force": true) to silence anyway',
             )
         ],
     )
