@@ -62,7 +62,9 @@ class _AppendAction(argparse.Action):
         namespace.actions = actions
 
 
-def _add_maneuver(parser: argparse.ArgumentParser, *, required: bool) -> None:
+def _add_maneuver(
+    parser: argparse.ArgumentParser, *, required: bool, baseline: bool = True
+) -> None:
     group = parser.add_argument_group("maneuver (repeatable, applied together)")
     for kind in ACTION_KINDS:
         group.add_argument(
@@ -73,6 +75,9 @@ def _add_maneuver(parser: argparse.ArgumentParser, *, required: bool) -> None:
             metavar="NODE",
             help=f"{kind} NODE" + (" (reported as transient)" if kind == "restart" else ""),
         )
+    parser.set_defaults(actions=[], actions_required=required, down=[], unknown=[])
+    if not baseline:
+        return  # the daemon's live state is the baseline
     parser.add_argument(
         "--down",
         action="append",
@@ -87,7 +92,6 @@ def _add_maneuver(parser: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="NODE",
         help="nothing is known of NODE: the answer says when that makes it uncertain",
     )
-    parser.set_defaults(actions=[], actions_required=required)
 
 
 def _version() -> str:
@@ -203,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     _add_daemon_file(start)
-    _add_maneuver(start, required=True)
+    _add_maneuver(start, required=True, baseline=False)
     start.add_argument("--by", required=True, metavar="NAME", help="who does it (recorded)")
     start.add_argument(
         "--reason", default="", metavar="TEXT", help="why (recorded; needed with --force)"
@@ -850,8 +854,6 @@ def _said(problem: object) -> str:
 
 def _maneuver(args: argparse.Namespace) -> int:
     if args.step == "start":
-        if args.down or args.unknown:
-            return _refuse(args, ["watchdog maneuver: the baseline is the daemon's live state"], [])
         body: dict[str, Any] = {
             "actions": [{"action": kind, "node": node} for kind, node in args.actions],
             "by": args.by,

@@ -115,7 +115,7 @@ class Silences:
         if needed and not force:
             raise SilenceError(
                 f"{', '.join(needed)} {'is' if len(needed) == 1 else 'are'} needed by critical "
-                "nodes: a silence there would hide their outage; --force (\"force\": true) "
+                'nodes: a silence there would hide their outage; --force ("force": true) '
                 "to silence anyway",
                 status=409,
             )
