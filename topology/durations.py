@@ -6,7 +6,13 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MAX_DURATION_S", "DurationTooLong", "format_duration", "parse_duration"]
+__all__ = [
+    "MAX_DURATION_S",
+    "DurationTooLong",
+    "bad_duration",
+    "format_duration",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -32,7 +38,7 @@ def parse_duration(text: str) -> float:
         total += float(match.group(1)) * _UNIT_S[match.group(2)]
         pos = match.end()
     if pos == 0 or pos != len(text):
-        raise ValueError("bad duration")
+        raise ValueError(bad_duration(text))
     if not total <= MAX_DURATION_S:  # also refuses inf (and nan, never produced)
         raise DurationTooLong("duration too long")
     return total
@@ -78,3 +84,13 @@ def format_duration(seconds: float) -> str:
     if secs or not parts:
         parts.append(f"{secs}s")
     return "".join(parts)
+
+
+def bad_duration(text: str) -> str:
+    """What is said of `text` when it is not a duration, wherever it was
+    given (the file, an option, an API parameter): the same words."""
+    shown = text if len(text) <= 40 else text[:39] + "…"
+    return (
+        f"bad duration {shown!r}: expected a number and a unit (ms, s, m, h, d, w), "
+        "e.g. '10m' or '1h30m'"
+    )

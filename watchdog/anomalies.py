@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from topology import format_duration
 from watchdog.logmine import Miner, MinerConfig, redact_secrets
 
 __all__ = ["DEFAULT_ERROR_PATTERN", "Anomaly", "AnomalyKind", "LogAnalyzer", "LogRules"]
@@ -156,20 +157,6 @@ def _watched_regex(watched: tuple[str, ...]) -> re.Pattern[str] | None:
 def _short(line: str, limit: int = _SAMPLE_CHARS) -> str:
     line = line.strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _duration(seconds: float) -> str:
-    """12s, 5m, 2m30s, 1h, 1h30m, 2d: for reasons."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        m, r = divmod(s, 60)
-        return f"{m}m{r}s" if r and m < 10 else f"{m}m"
-    if s < 86400:
-        h, r = divmod(s // 60, 60)
-        return f"{h}h{r}m" if r else f"{h}h"
-    return f"{s // 86400}d"
 
 
 class LogAnalyzer:
@@ -366,12 +353,14 @@ class LogAnalyzer:
         """The silence threshold in force at `now` and how to say it, if any."""
         r = self._rules
         if r.silence_s is not None:
-            return None if r.silence_s == 0 else (r.silence_s, f"limit {_duration(r.silence_s)}")
+            return (
+                None if r.silence_s == 0 else (r.silence_s, f"limit {format_duration(r.silence_s)}")
+            )
         if not self._gaps or now < self._started + r.learning_s:
             return None
         usual = max(g for _, g in self._gaps)
         floor = _SILENCE_FLOOR_INTERVALS * r.interval_s
-        return max(floor, _SILENCE_MARGIN * usual), f"usual gap under {_duration(usual)}"
+        return max(floor, _SILENCE_MARGIN * usual), f"usual gap under {format_duration(usual)}"
 
     def _note_gap(self, now: float) -> None:
         if self._last_line is None:
@@ -448,7 +437,7 @@ class LogAnalyzer:
             return None
         return Anomaly(
             "silence",
-            f"no log line for {_duration(quiet)} ({limit[1]})",
+            f"no log line for {format_duration(quiet)} ({limit[1]})",
             since,
             0,
             severity_down=self._rules.silence_is_down,
@@ -459,7 +448,7 @@ class LogAnalyzer:
             return None
         r = self._rules
         bucket = math.floor(now / r.interval_s)
-        width = _duration(r.interval_s)
+        width = format_duration(r.interval_s)
         if bucket in (self._bucket, self._bucket + 1) and self._is_spike(self._count, now):
             # The bucket being counted (complete if `now` is past it).
             count, mean, dev = self._count, self._mean, self._dev

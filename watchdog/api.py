@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from topology import ACTION_KINDS, Action, State, parse_duration, what_if
 from topology.document import suggest
+from topology.durations import bad_duration
 from watchdog.config import TOKEN_ENV
 from watchdog.http_server import ApiCounts
 from watchdog.snapshot import View, metrics_text, status_json
@@ -310,9 +311,7 @@ def create_app(backend: Backend) -> Starlette:
         try:
             window = parse_duration(text)
         except ValueError:
-            return _problems(
-                400, problem(f"bad duration {text!r}: expected e.g. 30d or 12h", "since")
-            )
+            return _problems(400, problem(bad_duration(text), "since"))
         node = request.query_params.get("node")
         found = await backend.call("incidents", since=backend.now() - window, node=node)
         return _json({"since_s": window, "incidents": found})
@@ -385,7 +384,7 @@ def create_app(backend: Backend) -> Starlette:
         try:
             duration = parse_duration(str(body.get("for", "")))
         except ValueError:
-            message = f"bad duration {body.get('for')!r}: e.g. 2h"
+            message = bad_duration(str(body.get("for", "")))
             return _problems(400, problem(message, "for"))
         node = body.get("node")
         silence = await backend.call(

@@ -35,6 +35,7 @@ from topology import (
     what_if,
 )
 from topology.document import printable, redact_url, redact_urls, suggest
+from topology.durations import bad_duration
 
 __all__ = ["main"]
 
@@ -419,7 +420,9 @@ def _invalid(args: argparse.Namespace, err: InvalidInput) -> int:
     problem quotes is shown redacted (the file's URLs carry passwords)."""
     count = len(err.problems)
     lines = [redact_urls(str(p)) for p in err.problems]
-    lines.append(f"{args.file}: {count} problem{'s' if count != 1 else ''}, nothing loaded")
+    lines.append(
+        f"{printable(args.file)}: {count} problem{'s' if count != 1 else ''}, nothing loaded"
+    )
     problems = [
         {"file": p.source, "line": p.line, "path": p.path, "message": redact_urls(p.message)}
         for p in err.problems
@@ -722,9 +725,7 @@ def _incidents(args: argparse.Namespace) -> int:
     try:
         window = parse_duration(args.since)
     except ValueError:
-        return _refuse(
-            args, [f"watchdog incidents: --since: bad duration {args.since!r}: e.g. 30d"], []
-        )
+        return _refuse(args, [f"watchdog incidents: --since: {bad_duration(args.since)}"], [])
     try:
         config = load_config(args.file)
     except InvalidInput as err:

@@ -74,8 +74,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from topology import State
-from watchdog.probes.result import ProbeResult, format_seconds
+from topology import State, format_duration
+from watchdog.probes.result import ProbeResult
 
 __all__ = [
     "LatencyBaseline",
@@ -165,8 +165,8 @@ class Regression:
         usual 42ms±6ms for 3 ticks`."""
         ticks = f"{self.ticks} tick" if self.ticks == 1 else f"{self.ticks} ticks"
         return (
-            f"latency regression: p95 {_format_latency(self.p95_s)} vs usual "
-            f"{_format_latency(self.baseline_s)}±{_format_latency(self.spread_s)} for {ticks}"
+            f"latency regression: p95 {format_duration(self.p95_s)} vs usual "
+            f"{format_duration(self.baseline_s)}±{format_duration(self.spread_s)} for {ticks}"
         )
 
 
@@ -500,13 +500,6 @@ def track_latency(result: ProbeResult, baseline: LatencyBaseline, now: float) ->
     if result.latency_s is not None and result.state in (State.UP, State.DEGRADED):
         baseline.observe(result.latency_s, now)
     return apply_regression(result, baseline)
-
-
-def _format_latency(seconds: float) -> str:
-    # Loopback and LAN targets answer in a few milliseconds: `2.3ms`, not `2ms`.
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f}ms"
-    return format_seconds(seconds)
 
 
 def _number(value: object, name: str, *, latency: bool = False) -> float:

@@ -97,7 +97,7 @@ def _blocks(notification: Notification, now: float, link_base: str, title: str) 
     resolved = notification.event == "resolved"
     impact = _impact(alert.critical)
     if resolved:
-        second = ("Lasted", format_seconds(now - alert.started_at))
+        second = ("Lasted", _seconds(now - alert.started_at))
         heading = f"*Critical nodes that were {impact} ({len(alert.critical)})*"
         lines = [_resolved_line(impacted, now) for impacted in alert.critical]
     else:
@@ -152,33 +152,31 @@ def _parts(
     return (templates or builtin()).render("slack", notification, now)
 
 
-def format_seconds(seconds: float) -> str:
-    """A duration rounded to the second: `7m30s`, `0s`."""
+def _seconds(seconds: float) -> str:
+    """A duration for a Slack message, to the second (never negative)."""
     return whole(max(0.0, seconds))
 
 
 def _firing_line(impacted: Impacted, now: float) -> str:
     left = impacted.time_left_s(now)
-    clock = (
-        f"{format_seconds(left)} left" if left > 0 else f"*breached {format_seconds(-left)} ago*"
-    )
+    clock = f"{_seconds(left)} left" if left > 0 else f"*breached {_seconds(-left)} ago*"
     return (
         f"• `{escape_mrkdwn(impacted.node)}` {impacted.state}, recovery target "
-        f"{format_seconds(impacted.recovery_target_s)}, {clock}"
+        f"{_seconds(impacted.recovery_target_s)}, {clock}"
     )
 
 
 def _resolved_line(impacted: Impacted, now: float) -> str:
     lasted = now - impacted.since
     over = lasted - impacted.recovery_target_s
-    target = format_seconds(impacted.recovery_target_s)
+    target = _seconds(impacted.recovery_target_s)
     verdict = (
-        f"target {target} *breached by {format_seconds(over)}*"
+        f"target {target} *breached by {_seconds(over)}*"
         if over > 0
         else f"within its target of {target}"
     )
     node = escape_mrkdwn(impacted.node)
-    return f"• `{node}` {impacted.state} for {format_seconds(lasted)}, {verdict}"
+    return f"• `{node}` {impacted.state} for {_seconds(lasted)}, {verdict}"
 
 
 def _collateral(alert: Alert, resolved: bool) -> str:
@@ -297,7 +295,7 @@ def _api_error(
         return SinkError(f"{where}: answer is not json (http {status})", permanent=False)
     if status == 429 or code in {"ratelimited", "rate_limited"}:
         retry_after = _retry_after_s(headers)
-        after = f", retry after {format_seconds(retry_after)}" if retry_after is not None else ""
+        after = f", retry after {_seconds(retry_after)}" if retry_after is not None else ""
         return SinkError(
             f"{where}: {code or 'ratelimited'} (http {status}){after}",
             permanent=False,

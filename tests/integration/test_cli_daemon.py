@@ -184,7 +184,8 @@ def test_sigterm_stops_cleanly_and_incidents_reads_what_it_kept(
     bad = run_cli("incidents", str(path), "--since", "a while")
     assert (bad.returncode, bad.stderr) == (
         3,
-        "watchdog incidents: --since: bad duration 'a while': e.g. 30d\n",
+        "watchdog incidents: --since: bad duration 'a while': expected a number and a unit "
+        "(ms, s, m, h, d, w), e.g. '10m' or '1h30m'\n",
     )
 
 

@@ -470,7 +470,15 @@ async def test_silences_are_refused_on_what_critical_nodes_need_unless_forced(
     bad = await client.post(
         "/api/v1/silences", json={"node": "search", "for": "soon"}, headers=AUTH
     )
-    assert bad.json() == {"problems": [problem("for", "bad duration 'soon': e.g. 2h")]}
+    assert bad.json() == {
+        "problems": [
+            problem(
+                "for",
+                "bad duration 'soon': expected a number and a unit (ms, s, m, h, d, w), "
+                "e.g. '10m' or '1h30m'",
+            )
+        ]
+    }
     announced = sum(n for (sink, _), n in daemon.outbox.counts().items() if sink == "console")
     assert announced == 3  # both silences (the forced one as a warning) and the expiry
 

@@ -17,7 +17,6 @@ __all__ = [
     "ProbeResult",
     "apply_latency_threshold",
     "describe_os_error",
-    "format_seconds",
     "inconclusive",
     "is_timeout",
     "local_trouble",
@@ -61,7 +60,7 @@ def apply_latency_threshold(result: ProbeResult, threshold_s: float | None) -> P
         or result.latency_s <= threshold_s
     ):
         return result
-    reason = f"slow: {format_seconds(result.latency_s)} over {format_duration(threshold_s)}"
+    reason = f"slow: {format_duration(result.latency_s)} over {format_duration(threshold_s)}"
     return replace(result, state=State.DEGRADED, reason=reason)
 
 
@@ -123,13 +122,6 @@ def inconclusive(cause: str, words: str) -> ProbeResult:
     """A run that says nothing about its target: the watchdog's own
     trouble (`cause`, one of LOCAL_CAUSES) is to blame."""
     return ProbeResult(State.UNKNOWN, f"no verdict: {words}", None, inconclusive=cause)
-
-
-def format_seconds(seconds: float) -> str:
-    """A measured duration for people: `812ms`, `1.25s`."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:.2f}".rstrip("0").rstrip(".") + "s"
 
 
 def shorten(text: str, limit: int = _MAX_REASON) -> str:

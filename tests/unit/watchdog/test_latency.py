@@ -180,11 +180,12 @@ def test_it_flags_a_step_after_ticks_slow_ticks_with_the_numbers_in_its_reason()
 
 def test_the_reason_reads_for_people() -> None:
     regression = Regression(p95_s=0.180, baseline_s=0.042, spread_s=0.006, since=0.0, ticks=3)
-    assert regression.reason == "latency regression: p95 180ms vs usual 42ms±6.0ms for 3 ticks"
+    assert regression.reason == "latency regression: p95 180ms vs usual 42ms±6ms for 3 ticks"
     loopback = Regression(p95_s=0.0125, baseline_s=0.0021, spread_s=0.0004, since=0.0, ticks=1)
     assert loopback.reason == "latency regression: p95 12ms vs usual 2.1ms±0.4ms for 1 tick"
     slow = Regression(p95_s=1.25, baseline_s=0.5, spread_s=0.05, since=0.0, ticks=5)
-    assert slow.reason == "latency regression: p95 1.25s vs usual 500ms±50ms for 5 ticks"
+    # One formatter for every duration (topology.format_duration): one decimal under 10 s.
+    assert slow.reason == "latency regression: p95 1.2s vs usual 500ms±50ms for 5 ticks"
 
 
 def test_it_clears_after_ticks_normal_ticks() -> None:
