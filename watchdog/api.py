@@ -223,8 +223,15 @@ def create_app(backend: Backend) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         view = await backend.view()
-        registry: bytes = await backend.call("registry")
-        outbox = await backend.call("outbox_counts")
+        # Sent with the updates, so a busy daemon does not hold a scrape up;
+        # asked for only when it is not (a registry too large to send
+        # every second: server.metrics_detail).
+        registry = view.registry
+        if registry is None:
+            registry = await backend.call("registry")
+        outbox = view.outbox
+        if outbox is None:
+            outbox = await backend.call("outbox_counts")
         counts = backend.api_counts()
 
         def build() -> bytes:

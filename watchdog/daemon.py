@@ -257,6 +257,8 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: ApiLink | None = None
         self._changed = asyncio.Event()
+        self._slow_sent = 0.0  # when the registry and outbox counts were last sent
+        self._counting: concurrent.futures.Future[dict[tuple[str, str], int]] | None = None
         self.metrics.reloaded(True, clock())
 
     # --- what the API asks ------------------------------------------------
@@ -280,7 +282,18 @@ class Daemon:
 
     async def reload(self) -> Reload:
         """Read the file again; put it in force if it is valid, else keep the
-        running one and say why (in the log, the answer and the metrics)."""
+        running one and say why (in the log, the answer and the metrics).
+        The API answers from the outcome at once, whichever way it came
+        (SIGHUP or POST /-/reload)."""
+        outcome = await self._reload()
+        if self._api is not None:
+            self._slow_sent = 0.0
+            update = self._update(full=outcome.ok)
+            update.registry = generate_latest(self.registry)
+            self._api.publish(update)
+        return outcome
+
+    async def _reload(self) -> Reload:
         try:
             # Parsing a large file takes a while: not on the loop that probes.
             config = await asyncio.to_thread(load_config, self.path)
@@ -462,10 +475,9 @@ class Daemon:
             active = await asyncio.to_thread(self.silences.active, self.clock())
             return [x.to_json() for x in active]
         if op == "reload":
+            # The update is queued before the answer: the API answers from
+            # the new file (and the reload's metrics) at once.
             outcome = await self.reload()
-            if outcome.ok and self._api is not None:
-                # Queued before the answer: the API answers from the new file at once.
-                self._api.publish(self._update(full=True))
             return outcome.ok, list(outcome.problems)
         try:
             return self._change(op, args)
@@ -522,7 +534,24 @@ class Daemon:
                     await self._changed.wait()
             self._changed.clear()
             if self._api is not None:
-                self._api.publish(self._update(full=False))
+                update = self._update(full=False)
+                now = time.monotonic()
+                if now - self._slow_sent >= HEARTBEAT_S:
+                    # The small metrics and the outbox counts, once a second:
+                    # a scrape then never waits for this loop. The counts are
+                    # read by the store's thread, after what it is writing,
+                    # and sent the round after: this loop never waits for
+                    # the store either.
+                    self._slow_sent = now
+                    if not self.config.server.metrics_detail:
+                        update.registry = generate_latest(self.registry)
+                    counting = self._counting
+                    if counting is not None and counting.done() and not counting.exception():
+                        counts = counting.result()
+                        update.outbox = tuple((k, s, n) for (k, s), n in sorted(counts.items()))
+                    if counting is None or counting.done():
+                        self._counting = self._writer.submit(self.outbox.counts)
+                self._api.publish(update)
             await asyncio.sleep(PUBLISH_S)
 
     def _update(self, *, full: bool) -> Update:

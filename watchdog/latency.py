@@ -146,6 +146,10 @@ class Percentiles:
     p99: float
     samples: int
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by the thousand for the API process (see LatencyView).
+        return (Percentiles, (self.p50, self.p95, self.p99, self.samples))
+
 
 @dataclass(frozen=True, slots=True)
 class Regression:
@@ -217,6 +221,12 @@ class LatencyView:
     baseline_s: float | None
     spread_s: float | None
     regression: str | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A slotted dataclass pickles through dataclasses.fields() per
+        # object: too slow for the thousands an update to the API carries.
+        fields = (self.node, self.key, self.percentiles, self.baseline_s, self.spread_s)
+        return (LatencyView, (*fields, self.regression))
 
     def details(self) -> dict[str, Any]:
         """What the API shows of it."""

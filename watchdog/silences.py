@@ -81,6 +81,10 @@ class Silences:
         # Silences ended by hand and announced then, by id, with their end:
         # `ended` does not announce them again.
         self._told: dict[int, float] = {}
+        # When the next silence in force runs out, as far as this object
+        # knows (None: to be read): `ended` reads the store only then, so
+        # an alert round does not wait for the store each second.
+        self._next_end: float | None = None
 
     def add(
         self,
@@ -136,6 +140,8 @@ class Silences:
             )
             ident = int(cursor.lastrowid or 0)
         silence = self.get(ident)
+        if self._next_end is not None:
+            self._next_end = min(self._next_end, silence.expires_at)
         severity: Severity = "warning" if needed else "info"
         forced = " (forced: critical nodes need it)" if needed else ""
         summary = (
@@ -169,9 +175,18 @@ class Silences:
         were announced by `expire` and are left out. Call it on every alert
         round: a silence that runs out is announced within a round."""
         since = self._ended_since if self._ended_since is not None else now
+        if self._next_end is not None and now < self._next_end:
+            self._ended_since = max(since, now)
+            return []  # nothing runs out before then
         self._ended_since = max(since, now)
         if now <= since:
             return []
+        later = self.store.query(
+            "cannot read silences",
+            "SELECT min(expires_at) FROM silences WHERE expires_at > ?",
+            (now,),
+        )
+        self._next_end = later[0][0] if later and later[0][0] is not None else float("inf")
         rows = self.store.query(
             "cannot read silences",
             f"SELECT {_COLUMNS} FROM silences WHERE expires_at > ? AND expires_at <= ?"

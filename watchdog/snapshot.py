@@ -49,7 +49,10 @@ class Update:
     drift: tuple[Drift, ...] = ()
     logs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     alerts: tuple[dict[str, Any], ...] = ()
-    registry: bytes = b""
+    # The daemon's other metrics as text and the outbox counts (sink,
+    # state, count), about once a second; None: unchanged since the last.
+    registry: bytes | None = None
+    outbox: tuple[tuple[str, str, int], ...] | None = None
 
 
 def merge(older: Update, newer: Update) -> Update:
@@ -68,6 +71,8 @@ def merge(older: Update, newer: Update) -> Update:
         latency={**older.latency, **newer.latency},
         results={**older.results, **newer.results},
         transitions={**older.transitions, **newer.transitions},
+        registry=newer.registry if newer.registry is not None else older.registry,
+        outbox=newer.outbox if newer.outbox is not None else older.outbox,
     )
 
 
@@ -85,7 +90,8 @@ class View:
     alerts: Sequence[Mapping[str, Any]]
     results: Mapping[tuple[str, str, str], int]
     transitions: Mapping[tuple[str, str], int]
-    registry: bytes
+    registry: bytes | None  # None: not sent (ask the daemon)
+    outbox: tuple[tuple[str, str, int], ...] | None
 
 
 class Mirror:
@@ -104,6 +110,8 @@ class Mirror:
         self._latency: dict[str, LatencyView] = {}
         self._results: dict[tuple[str, str, str], int] = {}
         self._transitions: dict[tuple[str, str], int] = {}
+        self._registry: bytes | None = None
+        self._outbox: tuple[tuple[str, str, int], ...] | None = None
 
     @property
     def ready(self) -> bool:
@@ -127,6 +135,10 @@ class Mirror:
                 self._latency[key] = view
         self._results.update(update.results)
         self._transitions.update(update.transitions)
+        if update.registry is not None:
+            self._registry = update.registry
+        if update.outbox is not None:
+            self._outbox = update.outbox
         self.update = update
         self.received_at = at
         self.version += 1
@@ -147,6 +159,8 @@ class Mirror:
             "results": dict(self._results),
             "transitions": dict(self._transitions),
             "received_at": self.received_at,
+            "registry": self._registry,
+            "outbox": self._outbox,
         }
         return self.version, update, parts
 
@@ -179,7 +193,8 @@ def view_of(version: int, update: Update, parts: Mapping[str, Any]) -> View:
         alerts=update.alerts,
         results=parts["results"],
         transitions=parts["transitions"],
-        registry=update.registry,
+        registry=parts["registry"],
+        outbox=parts["outbox"],
     )
 
 
@@ -253,10 +268,9 @@ def _probe(view: View, p: ProbeStatus, private: bool) -> dict[str, Any]:
 
 
 def metrics_text(view: View, extra: Callable[[], str] = str) -> bytes:
-    """The whole /metrics answer: the daemon's own metrics as it wrote them,
-    then the families that change with every probe result, written here
-    from the view (node, probe result, transition and latency families),
-    then `extra()` (metrics of the API process itself). Node names and probe
+    """The families that change with every probe result, written from the
+    view (node, probe result, transition and latency families), then
+    `extra()` (metrics of the API process itself). Node names and probe
     keys need no escaping: the loader allows only letters, digits and
     `- _ . : / @` in names (keys add `#` and a number)."""
     live = view.live
@@ -312,7 +326,7 @@ def metrics_text(view: View, extra: Callable[[], str] = str) -> bytes:
     for (owner, view_name), count in sorted(view.transitions.items()):
         row(f'watchdog_transitions_total{{node="{owner}",view="{view_name}"}} {count}')
     _latency(view, row)
-    return view.registry + ("\n".join(lines) + "\n").encode() + extra().encode()
+    return ("\n".join(lines) + "\n").encode() + extra().encode()
 
 
 def _latency(view: View, row: Callable[[str], None]) -> None:

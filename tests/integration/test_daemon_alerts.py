@@ -308,11 +308,17 @@ async def test_alertmanager_hears_the_heartbeat_and_firing_alerts_again_and_agai
             # The webhook refused for good: given up, and shown as such.
             await until(lambda: daemon.outbox.counts().get(("webhook", "failed")))
             port = daemon.port
+            failed = 'watchdog_outbox_notifications{sink="webhook",state="failed"} 1.0'
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
                 outbox = (await c.get("/api/v1/alerts")).json()["outbox"]
-                metrics = (await c.get("/metrics")).text
-            assert {"sink": "webhook", "state": "failed", "count": 1} in outbox
-            assert 'watchdog_outbox_notifications{sink="webhook",state="failed"} 1.0' in metrics
+                assert {"sink": "webhook", "state": "failed", "count": 1} in outbox
+
+                # /metrics shows the outbox as of the last published round
+                # (about a second behind), so it is polled, not read once.
+                async def metrics_show_it() -> bool:
+                    return failed in (await c.get("/metrics")).text
+
+                await until(metrics_show_it, awaited="/metrics shows the failed notification")
 
 
 async def test_a_hanging_slack_server_does_not_delay_the_webhook(
