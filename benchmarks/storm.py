@@ -93,7 +93,9 @@ TARGET_SIGTERM_S = 5.0
 
 FARMS = Path(__file__).with_name("storm_support") / "farms.py"
 ROOT = Path(__file__).resolve().parent.parent
-LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$")
+LOG_LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\dT)?\d\d:\d\d:\d\dZ? (?P<level>[A-Z]+) (?P<logger>[\w.]+): (?P<message>.*)$"
+)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 # The daemon may hold back repeated warnings, ending the line it shows with
 # how many it held back: such a line counts for them too.

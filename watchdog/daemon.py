@@ -75,6 +75,11 @@ _TOLD_ONE_BY_ONE = 10
 # (its /-/healthy hears the daemon's loop through these).
 PUBLISH_S = 0.25
 HEARTBEAT_S = 1.0
+# An alert round works out root causes this many failing nodes per turn of
+# the loop (a few milliseconds), for at most this many turns; what is left
+# is done at once.
+PREPARE_SLICE = 100
+PREPARE_TURNS = 400
 
 
 class StartError(Exception):
@@ -763,6 +768,12 @@ class Daemon:
             self._queue([notice for _, notice in ended], self.clock())
         if not self.live.settled:
             return 0
+        # A storm's causes are worked out a slice per turn of the loop: all
+        # at once, thousands of them held the probes up past their deadlines.
+        for _ in range(PREPARE_TURNS):
+            if self.live.prepare(PREPARE_SLICE):
+                break
+            await asyncio.sleep(0)
         now = self.clock()
         failed = self.live.failed()
         if self._anomalies:

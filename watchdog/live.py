@@ -139,6 +139,8 @@ class LiveState:
         self._resumed: Mapping[str, float] = {}
         self._unreported: set[str] = set()
         self._failed: tuple[States, list[Failed]] | None = None
+        # `prepare`'s pass in progress: the failing nodes, how far it got.
+        self._preparing: tuple[list[str], int] | None = None
         # What changed since `take_changes` last said: nodes (observation,
         # since) and probes (last result); everything after a reload.
         self._changed_nodes: set[str] = set()
@@ -345,6 +347,29 @@ class LiveState:
                 )
         self._since = since
         return out
+
+    def prepare(self, budget: int) -> bool:
+        """Work out the root causes of at most `budget` more failing nodes,
+        so that `failed` and `drifting` then find them ready; True once a
+        pass over every failing node is complete. Lets the caller spread a
+        storm's thousands of causes over several turns of its event loop
+        instead of one long stall. A pass goes over the nodes failing when
+        it began, with the states in force at each call (what changed
+        meanwhile is left to `failed`)."""
+        if self._preparing is None:
+            states = self._states
+            failing = [name for name, state in states.not_up().items() if state >= State.DEGRADED]
+            self._preparing = (failing, 0)
+        failing, at = self._preparing
+        states = self._states
+        for name in failing[at : at + budget]:
+            states.causes(name)
+        at += budget
+        if at >= len(failing):
+            self._preparing = None
+            return True
+        self._preparing = (failing, at)
+        return False
 
     def failed(self) -> list[Failed]:
         """Every node effectively degraded or down, with its root causes and

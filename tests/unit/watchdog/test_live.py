@@ -221,3 +221,22 @@ def test_an_inconclusive_result_is_shown_but_changes_no_verdict(live: LiveState)
     for key in live.probes:
         fresh.record(key, UNKNOWN, "no verdict: stall", None, inconclusive=True)
     assert fresh.ready
+
+
+def test_prepare_works_through_the_failing_nodes_a_slice_at_a_time(live: LiveState) -> None:
+    all_up(live)
+    live.record("farm#0", DOWN, "refused", None)
+    live.record("farm#0", DOWN, "refused", None)
+    # farm, search and workflow down (farm-2 still carries pay).
+    assert [live.prepare(1) for _ in range(3)] == [False, False, True]
+    # A new pass starts after a complete one, and a change midway is
+    # still reflected by `failed`, which owes nothing to the slices.
+    assert live.prepare(2) is False
+    live.record("antifraud#0", DOWN, "exit 2", None)
+    assert live.prepare(2) is True
+    assert {(f.node, f.state, f.causes) for f in live.failed()} == {
+        ("farm", DOWN, ("farm",)),
+        ("search", DOWN, ("farm",)),
+        ("workflow", DOWN, ("farm",)),
+        ("antifraud", DOWN, ("antifraud",)),
+    }
