@@ -48,6 +48,7 @@ __all__ = [
     "parse_document",
     "printable",
     "quote",
+    "read_bytes",
     "read_document",
     "read_stream",
     "redact_url",
@@ -223,8 +224,14 @@ def _too_large(source: str, size: int | None) -> InvalidInput:
 def read_document(path: str | Path) -> Document:
     """Parse the YAML file at `path`; raise `InvalidInput` if it cannot be
     read, is not a regular file (a directory, a pipe, a device), is larger
-    than `MAX_FILE_BYTES`, is not UTF-8, is not YAML, or is empty. Nothing
-    but a regular file is ever opened, so a FIFO never blocks the reader."""
+    than `MAX_FILE_BYTES`, is not UTF-8, is not YAML, or is empty."""
+    return parse_document(read_bytes(path), str(path))
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of the regular file at `path`, at most `MAX_FILE_BYTES`;
+    `InvalidInput` naming the file otherwise. Nothing but a regular file is
+    ever opened, so a FIFO never blocks the reader."""
     source = str(path)
     try:
         info = os.stat(path)
@@ -244,7 +251,7 @@ def read_document(path: str | Path) -> Document:
         raise InvalidInput([Problem(source, None, "", f"cannot read: {err.strerror}")]) from None
     if len(data) > MAX_FILE_BYTES:
         raise _too_large(source, None)
-    return parse_document(data, source)
+    return data
 
 
 def read_stream(stream: BinaryIO, source: str) -> Document:

@@ -4,40 +4,15 @@ would turn into an outage of a critical node."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
 
 import networkx as nx
 
 from topology.durations import format_duration
 from topology.engine import Failure, fail
+from topology.findings import Finding, Severity
 from topology.model import Group, Topology
 
 __all__ = ["RULES", "Finding", "lint"]
-
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One weakness: the rule that found it, how bad, the nodes, and why."""
-
-    rule: str
-    severity: Severity
-    nodes: tuple[str, ...]
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.rule}: {self.message}"
-
-    def to_json(self) -> dict[str, Any]:
-        """The finding as `watchdog check --format json` prints it."""
-        return {
-            "rule": self.rule,
-            "severity": self.severity,
-            "nodes": list(self.nodes),
-            "message": self.message,
-        }
 
 
 def lint(topology: Topology) -> list[Finding]:
@@ -46,6 +21,7 @@ def lint(topology: Topology) -> list[Finding]:
     findings: list[Finding] = []
     for rule in RULES.values():
         findings.extend(rule(topology, failures))
+    findings.extend(topology.source_findings)
     findings.sort(key=lambda f: (f.severity != "error", f.rule, f.nodes))
     return findings
 
@@ -78,6 +54,8 @@ def shared_fate(topology: Topology, failures: dict[str, Failure]) -> Iterable[Fi
     meant for the non-critical ones can take a critical one down."""
     placements = topology.placements()
     for placement in placements:
+        if placement not in failures:
+            continue  # judged only where a failure was worked out
         hosted = _hosted(topology, placement)
         workloads = [n for n in hosted if n not in placements]
         critical = sorted(n for n in workloads if topology.node(n).critical)

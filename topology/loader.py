@@ -25,6 +25,7 @@ from topology.model import (
     Node,
     Topology,
 )
+from topology.sources.declared import Fetch, expand
 from topology.yamltree import INT, NULL, MappingNode, ScalarNode, YamlNode
 
 __all__ = ["SECTIONS", "SUPPORTED_VERSION", "load", "loads", "topology_from_document"]
@@ -32,7 +33,7 @@ __all__ = ["SECTIONS", "SUPPORTED_VERSION", "load", "loads", "topology_from_docu
 SUPPORTED_VERSION = 1
 # Top-level keys. The daemon's settings live beside `nodes` and are read by
 # the packages that own them; the topology only checks the names.
-SECTIONS = ("version", "defaults", "nodes", "server", "state", "alerts")
+SECTIONS = ("version", "defaults", "sources", "nodes", "server", "state", "alerts")
 NODE_KEYS = (
     "kind",
     "critical",
@@ -49,23 +50,28 @@ MAX_RECOVERY_TARGET_S = 365 * 86400.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@-]*\Z")
 
 
-def load(path: str | Path) -> Topology:
-    """The topology in the file at `path`; `InvalidInput` lists every problem."""
+def load(path: str | Path, fetch: Fetch | None = None) -> Topology:
+    """The topology in the file at `path`, its `sources:` merged under its
+    own nodes (live ones read through `fetch`); `InvalidInput` lists every
+    problem."""
     with paused():
-        return topology_from_document(read_document(path))
+        return topology_from_document(read_document(path), fetch)
 
 
-def loads(text: str, source: str = "<string>") -> Topology:
+def loads(text: str, source: str = "<string>", fetch: Fetch | None = None) -> Topology:
     """The topology in YAML `text`; `InvalidInput` lists every problem."""
     with paused():
-        return topology_from_document(parse_document(text, source))
+        return topology_from_document(parse_document(text, source), fetch)
 
 
-def topology_from_document(document: Document) -> Topology:
-    """Check the topology part of a parsed document and build it.
+def topology_from_document(document: Document, fetch: Fetch | None = None) -> Topology:
+    """Check the topology part of a parsed document and build it, the nodes
+    of its `sources:` merged under its own (see `topology.sources`); the
+    sources' findings go with it (`Topology.source_findings`).
 
     Raises `InvalidInput` listing every problem found, never just the first.
     """
+    document, source_findings, _ = expand(document, fetch)
     reader = Reader(document.source)
     root = reader.mapping(
         document.root, "", SECTIONS, expected="a mapping with 'version' and 'nodes'"
@@ -123,6 +129,7 @@ def topology_from_document(document: Document) -> Topology:
         recovery_target_critical_s=critical_s,
         recovery_target_non_critical_s=non_critical_s,
         source=document.source,
+        source_findings=source_findings,
     )
 
 
@@ -131,7 +138,10 @@ def _defaults(reader: Reader, root: dict[str, tuple[YamlNode, YamlNode]]) -> tup
     non_critical_s = DEFAULT_RECOVERY_TARGET_NON_CRITICAL_S
     if "defaults" not in root:
         return critical_s, non_critical_s
-    defaults = reader.mapping(root["defaults"][1], "defaults", ("recovery_target",)) or {}
+    # `prometheus` (the default server of prometheus probes) is the daemon's
+    # to read: only its name is checked here.
+    allowed = ("recovery_target", "prometheus")
+    defaults = reader.mapping(root["defaults"][1], "defaults", allowed) or {}
     if "recovery_target" in defaults:
         path = "defaults.recovery_target"
         targets = reader.mapping(defaults["recovery_target"][1], path, ("critical", "non_critical"))

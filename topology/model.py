@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from topology.findings import Finding
+
 __all__ = [
     "DEFAULT_RECOVERY_TARGET_CRITICAL_S",
     "DEFAULT_RECOVERY_TARGET_NON_CRITICAL_S",
@@ -150,7 +152,15 @@ class Topology:
     Iteration order is by name, so nothing depends on the order of the file.
     """
 
-    __slots__ = ("_defaults", "_depths", "_nodes", "_recovery_targets", "index", "source")
+    __slots__ = (
+        "_defaults",
+        "_depths",
+        "_nodes",
+        "_recovery_targets",
+        "index",
+        "source",
+        "source_findings",
+    )
 
     def __init__(
         self,
@@ -159,8 +169,13 @@ class Topology:
         recovery_target_critical_s: float = DEFAULT_RECOVERY_TARGET_CRITICAL_S,
         recovery_target_non_critical_s: float = DEFAULT_RECOVERY_TARGET_NON_CRITICAL_S,
         source: str = "<topology>",
+        source_findings: Iterable[Finding] = (),
     ) -> None:
         self.source = source
+        # What the sources the nodes were imported from gave rise to (a
+        # workload without a disruption budget, an overlay entry that
+        # matches nothing): lint reports them with its own.
+        self.source_findings: tuple[Finding, ...] = tuple(source_findings)
         self._defaults = (recovery_target_critical_s, recovery_target_non_critical_s)
         self._depths: dict[str, int] = {}  # Topology.depth's answers
         by_name: dict[str, Node] = {}
@@ -217,7 +232,16 @@ class Topology:
         # Picklable, built again from its nodes on the other side: the
         # indexes are cheaper to make than to carry.
         critical, non_critical = self._defaults
-        return (_topology, (tuple(self._nodes.values()), critical, non_critical, self.source))
+        return (
+            _topology,
+            (
+                tuple(self._nodes.values()),
+                critical,
+                non_critical,
+                self.source,
+                self.source_findings,
+            ),
+        )
 
     @property
     def nodes(self) -> Mapping[str, Node]:
@@ -342,11 +366,16 @@ class Topology:
 
 
 def _topology(
-    nodes: tuple[Node, ...], critical: float, non_critical: float, source: str
+    nodes: tuple[Node, ...],
+    critical: float,
+    non_critical: float,
+    source: str,
+    source_findings: tuple[Finding, ...],
 ) -> Topology:
     return Topology(
         nodes,
         recovery_target_critical_s=critical,
         recovery_target_non_critical_s=non_critical,
         source=source,
+        source_findings=source_findings,
     )

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TextIO
 
 from topology import (
@@ -131,6 +131,31 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default="text",
         help="text for people (default), or one JSON document on stdout for scripts",
+    )
+    check.add_argument(
+        "--observed",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="also compare with the calls Prometheus at URL saw between services "
+        "(OpenTelemetry's service graph and Istio by default): a call the topology does "
+        "not declare is a finding; without URL, the file's defaults.prometheus",
+    )
+    check.add_argument(
+        "--window",
+        default="1h",
+        metavar="DURATION",
+        help="--observed: the calls of this last period, 1m to 31d (default: 1h)",
+    )
+    check.add_argument(
+        "--edge-query",
+        action="append",
+        default=[],
+        metavar="CALLER->CALLEE=QUERY",
+        help="--observed: read calls with this query instead of the defaults (repeatable); "
+        "CALLER and CALLEE are the labels naming each end, comma-separated, outermost first; "
+        "{window} in QUERY is the window, e.g. "
+        "'client->server=sum by (client, server) (rate(calls_total[{window}]))'",
     )
     check.add_argument(
         "--env",
@@ -313,6 +338,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_format(incidents)
 
+    from watchdog import importing
+
+    importing.add_parser(commands)
+
     graph = commands.add_parser(
         "graph",
         help="draw the topology (and a blast radius) as Graphviz DOT or Mermaid",
@@ -409,8 +438,10 @@ def _refuse(args: argparse.Namespace, lines: list[str], problems: list[dict[str,
 
 
 def _load(args: argparse.Namespace) -> Topology | int:
+    from watchdog.importing import fetch
+
     try:
-        return load(args.file)
+        return load(args.file, fetch)
     except InvalidInput as err:
         return _invalid(args, err)
 
@@ -488,8 +519,13 @@ JSON (--format json) is one document on stdout. For one FILE, its result:
    "findings": [...], "problems": [], "warnings": [...]}
   or {"source": FILE, "valid": false, "exit_code": 3, "problems": [...],
    "warnings": [...]}
-each problem and warning {"file", "line", "path", "message"}. For several,
-{"exit_code": WORST, "files": [one result per FILE, in order]}.
+each problem and warning {"file", "line", "path", "message"}, each finding
+{"rule", "severity", "nodes", "message"}; with --observed also "notes" (the
+shape of a finding, severity "info"). For several, {"exit_code": WORST,
+"files": [one result per FILE, in order]}.
+
+--observed: exit 1 when a call between services is not in the topology, 3
+when Prometheus cannot answer.
 
 Files over 64 MiB and anything that is not a regular file (a directory, a
 FIFO, a device) are refused unread.
@@ -498,7 +534,8 @@ examples:
   watchdog check estate.yaml
   watchdog check --env /etc/watchdog/estate.yaml     # on the daemon's host
   watchdog check estates/*.yaml --format json
-  generate-estate | watchdog check -"""
+  generate-estate | watchdog check -
+  watchdog check estate.yaml --observed http://prometheus:9090 --window 6h"""
 
 # What names standard input in messages.
 _STDIN = "<stdin>"
@@ -526,12 +563,13 @@ def _check_file(args: argparse.Namespace, name: str) -> tuple[int, dict[str, Any
     file's JSON result."""
     from topology.document import read_stream
     from watchdog.config import config_from_document
+    from watchdog.importing import fetch
     from watchdog.preflight import preflight
 
     source = _STDIN if name == "-" else name
     try:
         document = read_stream(sys.stdin.buffer, _STDIN) if name == "-" else read_document(name)
-        config = config_from_document(document)
+        config = config_from_document(document, fetch)
     except InvalidInput as err:
         return _check_refused(args, source, err.problems, ())
     found = preflight(config, os.environ, state=True)
@@ -546,13 +584,22 @@ def _check_file(args: argparse.Namespace, name: str) -> tuple[int, dict[str, Any
 
     topology = config.topology
     findings = lint(topology)
+    notes: list[Any] = []
+    if args.observed is not None:
+        observed = _observed(args, config)
+        if isinstance(observed, str):
+            return _check_refused(args, source, [Problem(source, None, "--observed", observed)], ())
+        findings.extend(observed.findings)
+        notes = list(observed.notes)
     code = 1 if findings else 0
     if args.format != "json":
         from watchdog.render import Style, render_findings
 
         sys.stdout.write(render_findings(topology, findings, Style(_colour(sys.stdout))))
+        for note in notes:
+            print(note)
     _check_warn(warnings)
-    return code, {
+    result = {
         "source": source,
         "valid": True,
         "exit_code": code,
@@ -561,6 +608,44 @@ def _check_file(args: argparse.Namespace, name: str) -> tuple[int, dict[str, Any
         "problems": [],
         "warnings": [_problem_json(w) for w in warnings],
     }
+    if args.observed is not None:
+        result["notes"] = [n.to_json() for n in notes]
+    return code, result
+
+
+def _observed(args: argparse.Namespace, config: Any) -> Any:
+    """The observed-edges report for `check --observed`, or why there is
+    none (one line)."""
+    from watchdog.observed import EdgeQuery, ObservedError, observed_findings
+
+    server = args.observed or config.prometheus
+    if server is None:
+        return "name Prometheus: --observed URL, or defaults.prometheus.url in the file"
+    try:
+        window_s = parse_duration(args.window)
+    except ValueError:
+        return f"--window: {bad_duration(args.window)}"
+    queries: list[EdgeQuery] = []
+    for text in args.edge_query:
+        ends, equals, query = text.partition("=")
+        caller, arrow, callee = ends.partition("->")
+        labels = [
+            tuple(x.strip() for x in side.split(",") if x.strip()) for side in (caller, callee)
+        ]
+        if not equals or not arrow or not all(labels) or not query.strip():
+            return (
+                f"--edge-query {printable(text)!r}: expected CALLER->CALLEE=QUERY, "
+                "e.g. 'client->server=sum by (client, server) (rate(calls_total[{window}]))'"
+            )
+        queries.append(EdgeQuery(f"--edge-query {len(queries) + 1}", query, labels[0], labels[1]))
+    try:
+        return asyncio.run(
+            observed_findings(config.topology, server, window_s=window_s, queries=queries or None)
+        )
+    except ObservedError as err:
+        return "; ".join(redact_urls(r) for r in err.reasons)
+    except ValueError as err:
+        return f"--window: {err}"
 
 
 def _check_refused(
@@ -727,7 +812,7 @@ def _incidents(args: argparse.Namespace) -> int:
     except ValueError:
         return _refuse(args, [f"watchdog incidents: --since: {bad_duration(args.since)}"], [])
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, _fetch)
     except InvalidInput as err:
         return _invalid(args, err)
     now = time.time()
@@ -802,7 +887,7 @@ def _daemon_call(
                 [],
             )
         try:
-            config = load_config(args.file)
+            config = load_config(args.file, _fetch)
         except InvalidInput as err:
             return _invalid(args, err)
         host = config.server.host
@@ -944,8 +1029,22 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
 
 
+def _fetch(kind: str, settings: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """Live sources named in a file's `sources:` (see watchdog.importing)."""
+    from watchdog.importing import fetch
+
+    return fetch(kind, settings)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from watchdog import importing
+
+    return importing.run(args)
+
+
 _COMMANDS = {
     "check": _check,
+    "import": _import,
     "blast-radius": _blast_radius,
     "graph": _graph,
     "run": _run,

@@ -17,7 +17,9 @@ the file (exit 3), never a crash later:
 | http `expect_status` | 100 | 599 |
 | http `method` | an RFC 9110 token (`GET`, `PROPFIND`), at most 32 characters | |
 | http `headers` | names are tokens; values ASCII text and tabs, no CR/LF | |
+| http `tls_expiry_warning` (https:// URLs only) | 0s (no warning) | 365d |
 | exec command | a non-empty first word, no NUL character | |
+| prometheus `down_if`, `degraded_if` | an operator (`<` `<=` `>` `>=` `==` `!=`), a number | |
 | log `rate_interval` | 1s | 1d |
 | log `learning` | 0s | 90d |
 | log `silence` | 1s | 30d |
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,12 +48,19 @@ from typing import Any
 
 from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
-from topology.document import Document, Reader, quote, redact_urls
-from topology.yamltree import MappingNode, ScalarNode, SequenceNode, YamlNode
+from topology.document import Document, Reader, describe, quote, redact_urls
+from topology.sources.declared import Fetch, SourceSpec, read_sources
+from topology.yamltree import STR, MappingNode, ScalarNode, SequenceNode, YamlNode
 from watchdog.log_config import LOG_KEYS, read_log_spec
 from watchdog.probes import ExecSpec, HttpSpec, TcpSpec
-from watchdog.probes.http import MAX_BODY_BYTES_LIMIT, header_trouble, method_trouble
+from watchdog.probes.http import (
+    MAX_BODY_BYTES_LIMIT,
+    MAX_TLS_EXPIRY_WARNING_S,
+    header_trouble,
+    method_trouble,
+)
 from watchdog.probes.log import LogSpec
+from watchdog.probes.prometheus import Comparison, PrometheusServer, PrometheusSpec
 from watchdog.routes_config import read_routes
 
 __all__ = [
@@ -101,7 +111,7 @@ DEFAULT_FAILURE_THRESHOLD = 3
 DEFAULT_SUCCESS_THRESHOLD = 2
 
 
-Spec = HttpSpec | TcpSpec | ExecSpec | LogSpec
+Spec = HttpSpec | TcpSpec | ExecSpec | LogSpec | PrometheusSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,25 +215,31 @@ class DaemonConfig:
     # The line of some settings by path (`alerts.slack.token_env`,
     # `alerts.templates`, `state.path`...), for problems found after loading.
     lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # `defaults.prometheus`: the Prometheus of probes that name none, and of
+    # the observed-edges check.
+    prometheus: PrometheusServer | None = None
+    # The file's `sources:`: the live ones are read again on their interval.
+    sources: tuple[SourceSpec, ...] = ()
 
 
-def load_config(path: str | Path) -> DaemonConfig:
-    """The topology and the daemon's settings in the file at `path`.
+def load_config(path: str | Path, fetch: Fetch | None = None) -> DaemonConfig:
+    """The topology and the daemon's settings in the file at `path`, its
+    `sources:` read (live ones through `fetch`).
 
     Raises `InvalidInput` with every problem of the file, whichever part of
     it they are in.
     """
-    return config_from_document(read_document(path))
+    return config_from_document(read_document(path), fetch)
 
 
-def config_from_document(document: Document) -> DaemonConfig:
+def config_from_document(document: Document, fetch: Fetch | None = None) -> DaemonConfig:
     """The topology and the daemon's settings in a parsed document (a file,
     or standard input: paths in it are then relative to the current
     directory). Raises `InvalidInput` with every problem."""
     problems: list[Problem] = []
     topology: Topology | None = None
     try:
-        topology = topology_from_document(document)
+        topology = topology_from_document(document, fetch)
     except InvalidInput as err:
         problems.extend(err.problems)
     reader = Reader(document.source)
@@ -244,7 +260,22 @@ def config_from_document(document: Document) -> DaemonConfig:
         state_path=state,
         alerts=settings.alerts,
         lines=MappingProxyType(settings.lines),
+        sources=_sources(document),
+        prometheus=settings.prometheus,
     )
+
+
+def _sources(document: Document) -> tuple[SourceSpec, ...]:
+    """The `sources:` of a document the topology accepted (so without
+    problems: those were reported with the topology's)."""
+    root = document.root
+    if not isinstance(root, MappingNode):
+        return ()
+    for key, value in root.value:
+        if isinstance(key, ScalarNode) and key.value == "sources":
+            base = Path(document.source).resolve().parent
+            return tuple(read_sources(Reader(document.source), value, base))
+    return ()
 
 
 _HOST_PORT = re.compile(
@@ -283,6 +314,12 @@ class _Settings:
             return dict(scratch.items(scratch.mapping(node, "") or {}))
 
         root = entries(document.root)
+        # Before the probes, which may take their Prometheus from it.
+        self.prometheus: PrometheusServer | None = None
+        self._prometheus_refused = False
+        prometheus = entries(root.get("defaults")).get("prometheus")
+        if prometheus is not None:
+            self._prometheus_defaults(prometheus)
         if "server" in root:
             self._server(root["server"])
         if "state" in root:
@@ -626,6 +663,25 @@ class _Settings:
             )
             ok = ok and size is not None
             kwargs["max_body_bytes"] = size
+        if "tls_expiry_warning" in values:
+            node = values["tls_expiry_warning"]
+            warning = reader.duration(
+                node,
+                f"{path}.tls_expiry_warning",
+                positive=False,
+                maximum=MAX_TLS_EXPIRY_WARNING_S,
+            )
+            if warning is not None and url is not None and url[:8].lower() != "https://":
+                # Accepted, it would never warn: the URL was meant to be https.
+                reader.problem(
+                    node,
+                    f"{path}.tls_expiry_warning",
+                    "only an https:// URL has a certificate to check: "
+                    "probe the https:// URL or remove the key",
+                )
+                warning = None
+            ok = ok and warning is not None
+            kwargs["tls_expiry_warning_s"] = warning
         if not self._latency(values, path, kwargs):
             ok = False
         return HttpSpec(url=url, **kwargs) if ok and url is not None else None
@@ -717,10 +773,177 @@ class _Settings:
         base = Path(self.source).resolve().parent
         return read_log_spec(self.reader, values, path, base)
 
+    def _prometheus(
+        self, values: dict[str, YamlNode], path: str, timeout_s: float | None
+    ) -> PrometheusSpec | None:
+        reader = self.reader
+        query = reader.string(values["prometheus"], f"{path}.prometheus", "a PromQL query")
+        if query is not None and not query.strip():
+            reader.problem(values["prometheus"], f"{path}.prometheus", "empty query")
+            query = None
+        ok = query is not None
+        comparisons: dict[str, Comparison | None] = {}
+        for key in ("down_if", "degraded_if"):
+            comparisons[key] = None
+            if key in values:
+                comparisons[key] = self._comparison(values[key], f"{path}.{key}")
+                ok = ok and comparisons[key] is not None
+        alert = False
+        if "alert" in values:
+            flag = reader.boolean(values["alert"], f"{path}.alert")
+            ok = ok and flag is not None
+            alert = bool(flag)
+        server = self._prometheus_server(values, path, own=True)
+        if "url" not in values and self.prometheus is not None and server is not None:
+            # The file's Prometheus, with what the probe says of TLS and
+            # credentials over what the defaults say.
+            default = self.prometheus
+            own_credentials = any(k in values for k in _CREDENTIAL_KEYS)
+            credentials = server if own_credentials else default
+            server = PrometheusServer(
+                default.url,
+                bearer_token_env=credentials.bearer_token_env,
+                username=credentials.username,
+                password_env=credentials.password_env,
+                verify_tls=server.verify_tls if "verify_tls" in values else default.verify_tls,
+            )
+        elif "url" not in values and server is not None:
+            server = None
+            if not self._prometheus_refused:
+                reader.problem(
+                    values["prometheus"],
+                    path,
+                    "no Prometheus to ask: give its url here, "
+                    "or once for the file in defaults.prometheus.url",
+                )
+        if not ok or query is None or server is None:
+            return None
+        return PrometheusSpec(
+            query,
+            server,
+            down_if=comparisons["down_if"],
+            degraded_if=comparisons["degraded_if"],
+            alert=alert,
+            **({"timeout_s": timeout_s} if timeout_s is not None else {}),
+        )
+
+    def _comparison(self, node: YamlNode, path: str) -> Comparison | None:
+        text = node.value if isinstance(node, ScalarNode) and node.tag == STR else None
+        try:
+            if text is None:
+                raise ValueError(
+                    "expected an operator (<, <=, >, >=, ==, !=) and a number, in quotes, "
+                    "e.g. '< 1'"
+                )
+            return Comparison.parse(text)
+        except ValueError as err:
+            self.reader.problem(node, path, f"{err}, got {describe(node)}")
+            return None
+
+    def _prometheus_defaults(self, node: YamlNode) -> None:
+        """`defaults.prometheus`: the server of probes that name none."""
+        path = "defaults.prometheus"
+        fields = self.reader.mapping(node, path, _SERVER_KEYS)
+        if fields is None:
+            self._prometheus_refused = True
+            return
+        values = {key: value for key, (_, value) in fields.items()}
+        self.lines[path] = node.line
+        if "url" not in values:
+            self.reader.problem(node, path, "missing 'url', the address of the Prometheus")
+        self.prometheus = self._prometheus_server(values, path, own=False)
+        self._prometheus_refused = self.prometheus is None
+
+    def _prometheus_server(
+        self, values: dict[str, YamlNode], path: str, *, own: bool
+    ) -> PrometheusServer | None:
+        """The server settings among `values` (a probe's, `own`, or
+        `defaults.prometheus`); a probe without `url` gets a placeholder URL
+        that the caller replaces with the file's."""
+        reader = self.reader
+        ok = True
+        url: str | None = "http://defaults.invalid" if own else None
+        if "url" in values:
+            url = reader.url(values["url"], f"{path}.url")
+            if url is not None and urllib.parse.urlsplit(url).password is not None:
+                reader.problem(
+                    values["url"],
+                    f"{path}.url",
+                    "secrets never sit in the file: give username and name an environment "
+                    "variable with password_env",
+                )
+                url = None
+        for secret in ("bearer_token", "password"):
+            if secret in values:
+                # Refused whatever its value, as the Slack token is.
+                reader.problem(
+                    values[secret],
+                    f"{path}.{secret}",
+                    "secrets never sit in the file: name an environment variable "
+                    f"with {secret}_env",
+                )
+                ok = False
+        text: dict[str, str] = {}
+        for key in ("bearer_token_env", "username", "password_env"):
+            if key in values:
+                self.lines[f"{path}.{key}"] = values[key].line
+                got = reader.string(values[key], f"{path}.{key}")
+                if got is not None and key != "username" and not _ENV_NAME.fullmatch(got):
+                    reader.problem(
+                        values[key],
+                        f"{path}.{key}",
+                        f"expected the name of an environment variable, got {quote(got)}",
+                    )
+                    got = None
+                ok = ok and got is not None
+                text[key] = got or ""
+        if "bearer_token_env" in text and ("username" in text or "password_env" in text):
+            reader.problem(
+                values["bearer_token_env"],
+                path,
+                "a bearer token (bearer_token_env) or a user and password "
+                "(username, password_env), not both",
+            )
+            ok = False
+        elif ok and ("username" in text) != ("password_env" in text):
+            key = "username" if "username" in text else "password_env"
+            missing = "password_env" if key == "username" else "username"
+            reader.problem(values[key], path, f"basic authentication needs {missing} too")
+            ok = False
+        verify_tls = True
+        if "verify_tls" in values:
+            flag = reader.boolean(values["verify_tls"], f"{path}.verify_tls")
+            ok = ok and flag is not None
+            verify_tls = flag is not False
+        if not ok or url is None:
+            return None
+        return PrometheusServer(
+            url,
+            bearer_token_env=text.get("bearer_token_env"),
+            username=text.get("username"),
+            password_env=text.get("password_env"),
+            verify_tls=verify_tls,
+        )
+
 
 # A log probe is read every 10 s; its anomalies already wait for evidence
 # (rate buckets, learning), so one result is enough to change its verdict.
 _LOG_SCHEDULE = Schedule(10.0, 1, 1)
+
+# A Prometheus's settings, in `defaults.prometheus` and on a probe; the
+# secrets themselves are keys only to be refused with their reason.
+_SERVER_KEYS = (
+    "url",
+    "verify_tls",
+    "bearer_token_env",
+    "username",
+    "password_env",
+    "bearer_token",
+    "password",
+)
+_CREDENTIAL_KEYS = ("bearer_token_env", "username", "password_env")
+PROMETHEUS_KEYS = ("down_if", "degraded_if", "alert", *_SERVER_KEYS)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _Builder = Callable[[_Settings, dict[str, YamlNode], str, "float | None"], Spec | None]
 # One line per probe kind: its own keys, and the reader of its spec.
@@ -736,10 +959,12 @@ _KINDS: dict[str, tuple[tuple[str, ...], _Builder]] = {
             "verify_tls",
             "max_body_bytes",
             "latency_threshold",
+            "tls_expiry_warning",
         ),
         _Settings._http,
     ),
     "tcp": (("send", "expect", "latency_threshold"), _Settings._tcp),
     "exec": ((), _Settings._exec),
     "log": (LOG_KEYS, _Settings._log),
+    "prometheus": (PROMETHEUS_KEYS, _Settings._prometheus),
 }

@@ -33,17 +33,21 @@ from alerts.sinks.webhook import WebhookSink
 from alerts.templates import Templates
 from alerts.transitions import Transition
 from topology import Action, InvalidInput, State, format_duration
+from topology.findings import Finding
 from watchdog.alert_state import AlertState
 from watchdog.api import TOKEN_ENV, Reload
 from watchdog.api_link import ApiLink, CallError, Settings
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
 from watchdog.http_server import ApiLimits
+from watchdog.importing import fetch
 from watchdog.latency_watch import LatencyWatch
 from watchdog.live import LiveState
 from watchdog.logs import Secrets
 from watchdog.maneuvers import ManeuverError, Maneuvers
 from watchdog.metrics import Metrics
+from watchdog.observed import ObservedError, observed_findings, undeclared_alerts
 from watchdog.outbox import Outbox
+from watchdog.placement import PlacementChange, new_shared_fate, placement_changes
 from watchdog.preflight import TEMPLATED, preflight
 from watchdog.probe_state import ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, HttpSpec, Probe, ProbeResult
@@ -71,6 +75,10 @@ STOP_S = 4.0
 # Non-critical nodes going down (or up) together for one cause are logged
 # one by one up to this many, then in one line.
 _TOLD_ONE_BY_ONE = 10
+# How often the calls Prometheus saw are compared with the topology.
+OBSERVED_S = 300.0
+# How often a daemon without live sources looks whether a reload added one.
+SOURCES_IDLE_S = 60.0
 # How often, at most, the API process is told what changed; and at least
 # (its /-/healthy hears the daemon's loop through these).
 PUBLISH_S = 0.25
@@ -189,7 +197,7 @@ class Daemon:
         self.path = Path(path)
         self.clock = clock
         self.log_format = log_format  # the console sink writes alerts in it too
-        self.config: DaemonConfig = load_config(self.path)  # InvalidInput for a bad file
+        self.config: DaemonConfig = load_config(self.path, fetch)  # InvalidInput for a bad file
         # What the log masks: every secret read from the environment or the file.
         self.secrets = secrets if secrets is not None else Secrets()
         for value in _config_secrets(self.config):
@@ -224,6 +232,8 @@ class Daemon:
         self._clients = HttpClients()
         self._logs: dict[str, tuple[ProbeConfig, LogProbe]] = {}
         self._anomalies: dict[str, tuple[str, ...]] = {}  # by probe key
+        # Drift alerts from the calls Prometheus saw (see `_observed_loop`).
+        self._undeclared: list[Alert] = []
         self._checks = self._build(self.config.probes)
         self.maneuvers = Maneuvers(self.store)
         # Resumed after a restart: maneuvers still running are still watched.
@@ -301,7 +311,7 @@ class Daemon:
     async def _reload(self) -> Reload:
         try:
             # Parsing a large file takes a while: not on the loop that probes.
-            config = await asyncio.to_thread(load_config, self.path)
+            config = await asyncio.to_thread(load_config, self.path, fetch)
         except InvalidInput as err:
             # One line: a file with many problems is not a flood to limit.
             log.error("reload refused: %s", "; ".join(str(p) for p in err.problems))
@@ -327,6 +337,10 @@ class Daemon:
             self.metrics.reloaded(False, self.clock())
             return Reload(False, tuple(refused))
         self.templates.adopt(templates)
+        moved = placement_changes(self.config.topology, config.topology)
+        created = await asyncio.to_thread(
+            new_shared_fate, self.config.topology, config.topology, moved
+        )
         removed = set(self.config.topology.nodes) - set(config.topology.nodes)
         self.config = config
         self.router = router
@@ -340,9 +354,33 @@ class Daemon:
             log.info("reload removed nodes=%d", len(removed))
         self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
+        self._placed(moved, created)
         self.metrics.reloaded(True, self.clock())
         log.info("reloaded nodes=%d probes=%d", len(config.topology), len(config.probes))
         return Reload(True)
+
+    def _placed(self, moved: list[PlacementChange], created: list[Finding]) -> None:
+        """Tell the placement changes of a reload: a transition line each, and
+        a notice for the shared fate they created."""
+        for change in moved:
+            transitions_log.warning(
+                "placement node=%s runs_on=%s -> %s",
+                change.node,
+                ",".join(change.old) or "-",
+                ",".join(change.new) or "-",
+            )
+        now = self.clock()
+        for finding in created:
+            log.warning("placement created shared fate: %s", finding.message)
+            alert = Alert(
+                key=f"placement:{finding.nodes[0]}",
+                kind="drift",
+                severity="warning" if finding.severity == "warning" else "critical",
+                root_cause=(finding.nodes[0],),
+                summary=f"a placement change created shared fate: {finding.message}",
+                started_at=now,
+            )
+            self.announce(Notification(f"{alert.key}@{now:.3f}", alert, "notice", now))
 
     # --- running ----------------------------------------------------------
 
@@ -391,6 +429,8 @@ class Daemon:
             asyncio.create_task(self._alert_loop()),
             asyncio.create_task(self._save_loop()),
             asyncio.create_task(self._publish_loop()),
+            asyncio.create_task(self._sources_loop()),
+            asyncio.create_task(self._observed_loop()),
         ]
         if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
             tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -450,6 +490,41 @@ class Daemon:
         while True:
             await asyncio.sleep(SAVE_INTERVAL_S)
             self.save_learned()
+
+    async def _observed_loop(self) -> None:
+        """With a Prometheus in the file (`defaults.prometheus`), the calls
+        it saw between services are compared with the topology every
+        `OBSERVED_S`: an undeclared call to or from a critical node is a
+        drift alert. A Prometheus that cannot answer keeps the alerts as they
+        were and says so in the log (its absence is not the estate's news)."""
+        while True:
+            await asyncio.sleep(OBSERVED_S)
+            server = self.config.prometheus
+            if server is None:
+                self._undeclared = []
+                continue
+            topology = self.config.topology
+            try:
+                report = await observed_findings(
+                    topology, server, client=self._clients.get(verify_tls=server.verify_tls)
+                )
+            except ObservedError as err:
+                log.warning("observed calls unread: %s", "; ".join(err.reasons))
+                continue
+            self._undeclared = undeclared_alerts(report, topology, self.clock())
+
+    async def _sources_loop(self) -> None:
+        """Live sources (a cluster, a catalog) are read again on their
+        `refresh` interval, as a reload: a source that cannot be read keeps
+        the running topology and says why."""
+        while True:
+            live = [s for s in self.config.sources if s.live is not None]
+            if not live:
+                await asyncio.sleep(SOURCES_IDLE_S)  # a reload may add some
+                continue
+            await asyncio.sleep(min(s.refresh_s for s in live))
+            if any(s.live is not None for s in self.config.sources):
+                await self.reload()
 
     def stop(self) -> None:
         """Ask `run()` to return."""
@@ -789,7 +864,7 @@ class Daemon:
             failed,
             self.live.drifting(),
             watched=self.watched,
-            extra=[impaired] if impaired is not None else [],
+            extra=[*([impaired] if impaired is not None else []), *self._undeclared],
         )
         if notes or len(self.alerting.alerts) != before:
             self._changed.set()  # the API shows the alerts in force
@@ -918,6 +993,7 @@ class Daemon:
             result.reason,
             result.latency_s,
             inconclusive=bool(result.inconclusive),
+            tls_expires_at=result.tls_expires_at,
         )
         if transitions:
             self._commit(transitions)

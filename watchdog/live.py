@@ -24,7 +24,8 @@ __all__ = ["Drift", "LiveState", "LiveView", "NodeStatus", "ProbeStatus"]
 
 @dataclass(frozen=True, slots=True)
 class ProbeStatus:
-    """One probe's verdict and its latest result."""
+    """One probe's verdict and its latest result (with, over https, when
+    the certificate it saw expires: seconds since the epoch)."""
 
     key: str
     kind: str
@@ -33,12 +34,13 @@ class ProbeStatus:
     last_reason: str = ""
     last_latency_s: float | None = None
     last_at: float | None = None
+    tls_expires_at: float | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by the thousand for the API process: a slotted dataclass's
         # own way reads its fields one by one in Python, three times slower.
         fields = (self.key, self.kind, self.verdict, self.last_state, self.last_reason)
-        return (ProbeStatus, (*fields, self.last_latency_s, self.last_at))
+        return (ProbeStatus, (*fields, self.last_latency_s, self.last_at, self.tls_expires_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,9 @@ class LiveState:
         self._install(probes)
         self._states = evaluate(topology, self._observed)
         self._since: dict[str, float] = dict.fromkeys(topology.nodes, clock())
+        # With no probe at all there is nothing to wait for: the alert rules
+        # run at once (alerts about the watchdog, undeclared calls).
+        self._settled = not self._probes
 
     def _install(self, probes: Sequence[ProbeConfig]) -> None:
         old_verdicts, old_last = self._verdicts, self._last
@@ -226,17 +231,20 @@ class LiveState:
         latency_s: float | None,
         *,
         inconclusive: bool = False,
+        tls_expires_at: float | None = None,
     ) -> list[Transition]:
         """Take one probe result; return the transitions it causes (the
         observed one of its node, then the effective ones, by node). An
         `inconclusive` result (the watchdog's own trouble) is shown as the
         probe's last result but leaves its verdict as it was: it is no news
-        about the target, good or bad."""
+        about the target, good or bad. `tls_expires_at` is shown with it."""
         probe = self._probes[key]
         now = self._clock()
         hysteresis = self._verdicts[key]
         verdict = hysteresis.state if inconclusive else hysteresis.update(state)
-        self._last[key] = ProbeStatus(key, probe.kind, verdict, state, reason, latency_s, now)
+        self._last[key] = ProbeStatus(
+            key, probe.kind, verdict, state, reason, latency_s, now, tls_expires_at
+        )
         self._changed_probes.add(key)
         self._unreported.discard(key)
         node = probe.node

@@ -3,7 +3,9 @@ counters, label values bounded (node names and probe keys, never URLs or
 error text). The few that change now and then are kept in a registry passed
 in; the per-probe and per-node counts, which change with every result, are
 plain counts sent to the API process with what changed, and written there
-with the node and latency families (`watchdog.snapshot.metrics_text`)."""
+with the node and latency families (`watchdog.snapshot.metrics_text`), as
+is the certificate expiry of each https probe (from its last result: the
+daemon's core never writes a series per probe)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from alerts.templates import Templates
 from topology import Problem
 from topology.document import quote
 from watchdog.config import DaemonConfig
+from watchdog.probes.prometheus import PrometheusSpec
 from watchdog.store import StoreError, check_state_file
 
 __all__ = ["TEMPLATED", "Preflight", "preflight"]
@@ -83,11 +84,34 @@ def preflight(
                 path = f"alerts.slack.{key}"
                 message = f"the environment variable {variable} is not set or empty"
                 environment.append(Problem(source, lines.get(path), path, message))
+    for path, variable in _prometheus_variables(config):
+        if not environ.get(variable):
+            message = f"the environment variable {variable} is not set or empty"
+            environment.append(Problem(source, lines.get(path), path, message))
     if state and config.state_path != ":memory:":
         trouble = _state_trouble(config.state_path)
         if trouble is not None:
             environment.append(Problem(source, lines.get("state.path"), "state.path", trouble))
     return Preflight(tuple(problems), tuple(environment))
+
+
+def _prometheus_variables(config: DaemonConfig) -> list[tuple[str, str]]:
+    """(path, variable) of every credential of a Prometheus the file asks:
+    `defaults.prometheus`'s, and those a probe names itself."""
+    found = []
+    if config.prometheus is not None:
+        for key, variable in config.prometheus.variables():
+            found.append((f"defaults.prometheus.{key}", variable))
+    for probe in config.probes:
+        spec = probe.spec
+        if not isinstance(spec, PrometheusSpec) or spec.server == config.prometheus:
+            continue
+        for key, variable in spec.server.variables():
+            path = f"nodes.{probe.node}.probes[{probe.index}].{key}"
+            if path not in config.lines:
+                path = f"defaults.prometheus.{key}"  # the file's credentials, another TLS setting
+            found.append((path, variable))
+    return list(dict.fromkeys(found))
 
 
 def _state_trouble(path: str) -> str | None:

@@ -12,6 +12,7 @@ Everything here is plain data and pure functions: no network, no clock.
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -258,6 +259,10 @@ def _probe(view: View, p: ProbeStatus, private: bool) -> dict[str, Any]:
         "last_latency_s": p.last_latency_s,
         "last_at": p.last_at,
     }
+    if p.tls_expires_at is not None:
+        # Days left as the probe's reasons count them: whole days, towards 0.
+        out["tls_expires_at"] = _rfc3339(p.tls_expires_at)
+        out["tls_days_left"] = int((p.tls_expires_at - view.taken_at) / 86400)
     latency = view.latency.get(p.key)
     if latency is not None:
         out["latency"] = latency.details()
@@ -325,6 +330,20 @@ def metrics_text(view: View, extra: Callable[[], str] = str) -> bytes:
     )
     for (owner, view_name), count in sorted(view.transitions.items()):
         row(f'watchdog_transitions_total{{node="{owner}",view="{view_name}"}} {count}')
+    # A timestamp, as blackbox_exporter's probe_ssl_earliest_cert_expiry: it
+    # changes only with the certificate, and `... - time()` is the time left.
+    head(
+        "watchdog_probe_tls_expiry_timestamp_seconds",
+        "When the certificate of an https probe's last run expires (its notAfter), "
+        "in seconds since the epoch.",
+    )
+    for owner, keys in live.probes_of.items():
+        for key in keys:
+            last = live.last.get(key)
+            if last is not None and last.tls_expires_at is not None:
+                expiry = f'node="{owner}",probe="{key}"'
+                at = _number(last.tls_expires_at)
+                row(f"watchdog_probe_tls_expiry_timestamp_seconds{{{expiry}}} {at}")
     _latency(view, row)
     return ("\n".join(lines) + "\n").encode() + extra().encode()
 
@@ -368,6 +387,12 @@ def _latency(view: View, row: Callable[[str], None]) -> None:
         row(f"# TYPE {name} gauge")
         for line in rows:
             row(line)
+
+
+def _rfc3339(epoch: float) -> str:
+    """`epoch` as RFC 3339 in UTC: `2027-01-04T12:00:00Z`."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _number(value: float) -> str:

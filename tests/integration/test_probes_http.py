@@ -417,7 +417,9 @@ def test_it_refuses_a_spec_out_of_range(spec: dict[str, Any], message: str) -> N
         HttpSpec("http://127.0.0.1/", **spec)
 
 
-# TLS: a self-signed certificate made for the test by the openssl command.
+# TLS: a self-signed certificate made for the test by the openssl command,
+# valid longer than the default expiry warning (14 days): these tests are
+# about verification (expiry: test_probes_tls.py).
 
 OPENSSL = shutil.which("openssl")
 
@@ -429,7 +431,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-nodes", "-days", "30", "-subj", "/CN=127.0.0.1",
          "-addext", "subjectAltName=IP:127.0.0.1",
          "-keyout", str(key), "-out", str(cert)],
         check=True,

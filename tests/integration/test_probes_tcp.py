@@ -25,9 +25,12 @@ from watchdog.probes import (
     HttpProbe,
     HttpSpec,
     ProbeResult,
+    PrometheusProbe,
+    PrometheusSpec,
     TcpProbe,
     TcpSpec,
 )
+from watchdog.probes.prometheus import PrometheusServer
 from watchdog.probes.result import describe_os_error
 
 Serve = Callable[..., AbstractAsyncContextManager[Any]]
@@ -209,6 +212,7 @@ async def test_it_builds_every_registered_kind_from_its_spec() -> None:
         "http": HttpSpec("http://127.0.0.1:8080/health"),
         "tcp": TcpSpec("127.0.0.1", 5432),
         "exec": ExecSpec(("/usr/lib/nagios/plugins/check_dummy", "0")),
+        "prometheus": PrometheusSpec("up", PrometheusServer("http://127.0.0.1:9090")),
     }
     assert set(PROBE_KINDS) == set(specs)
     async with HttpClients() as clients:
@@ -221,6 +225,7 @@ async def test_it_builds_every_registered_kind_from_its_spec() -> None:
         "http": HttpProbe,
         "tcp": TcpProbe,
         "exec": ExecProbe,
+        "prometheus": PrometheusProbe,
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from watchdog.probes.exec import ExecProbe, ExecSpec
 from watchdog.probes.http import DEFAULT_LIMITS, HttpClients, HttpProbe, HttpSpec
+from watchdog.probes.prometheus import PrometheusProbe, PrometheusSpec
 from watchdog.probes.result import ProbeResult
 from watchdog.probes.tcp import TcpProbe, TcpSpec
 
@@ -28,6 +29,8 @@ __all__ = [
     "Probe",
     "ProbeKind",
     "ProbeResult",
+    "PrometheusProbe",
+    "PrometheusSpec",
     "TcpProbe",
     "TcpSpec",
 ]
@@ -65,9 +68,14 @@ def _build_exec(spec: ExecSpec, clients: HttpClients) -> Probe:
     return ExecProbe(spec)
 
 
+def _build_prometheus(spec: PrometheusSpec, clients: HttpClients) -> Probe:
+    return PrometheusProbe(spec, clients.get(verify_tls=spec.server.verify_tls))
+
+
 # A new kind: one module, one line here, its tests, one README line.
 PROBE_KINDS: dict[str, ProbeKind[Any]] = {
     "http": ProbeKind(HttpSpec, _build_http),
     "tcp": ProbeKind(TcpSpec, _build_tcp),
     "exec": ProbeKind(ExecSpec, _build_exec),
+    "prometheus": ProbeKind(PrometheusSpec, _build_prometheus),
 }

@@ -1,28 +1,67 @@
-"""The `http` probe: one request, judged on its status, its body and its
-latency; and `HttpClients`, the shared connection pools every HTTP probe uses."""
+"""The `http` probe: one request, judged on its status, its body, its
+latency and, over https, its certificate's expiry; and `HttpClients`, the
+shared connection pools every HTTP probe uses.
+
+**Certificates.** Every TLS connection the pools make has its peer's leaf
+certificate read once, when it is made (`certificates.peer_expiry`: its
+`notAfter`, from the DER, so also without verification); a run on a pooled
+connection looks the answer up and parses nothing. An https probe's result
+carries the expiry (`tls_expires_at`) of the newest connection its origin's
+probes have used (of its own URL: a redirect's target is not read): a
+renewed certificate shows on new connections only, and the pool may hand
+the next run an older one. It is `degraded` when the certificate expires
+within `tls_expiry_warning` (14 days by default; an anomaly, the early sign
+of an outage to come, like a latency regression), `down` once it has
+expired when `verify_tls` is off (with it on, the handshake fails already);
+`tls_expiry_warning: 0s` judges nothing and still reports the expiry. A run
+that made no TLS connection (refused, a failed handshake) carries none.
+Only the leaf is read: Python 3.11 does not expose the peer's chain.
+
+**Fresh connections.** Pooled connections hide two things: a renewed
+certificate (a kept-alive connection goes on with the old one) and a server
+that refuses new connections while the old ones still answer. So when no
+run of the probes of an origin (scheme, host, port) has made a new
+connection to it for `FRESH_CONNECTION_S` (5 minutes), the next run makes
+one, from a sibling pool that never keeps its connections (aiohttp's
+`force_close`), and is judged like any other. A run that opens a new
+connection anyway (nothing idle in the pool: the common case at the
+default 30s interval, past the 5s keep-alive) counts, so this costs one
+TLS handshake per origin per 5 minutes at most, and only for origins whose
+connections stay pooled. A forced run that cannot connect is down, and the
+next run is forced again: the origin's probes stay down until new
+connections work, rather than look healthy again on the old connection.
+Five minutes is well within the days of notice a renewal gives, and bounds
+how long a listener that refuses new connections goes unseen.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import datetime
+import itertools
 import logging
 import math
 import re
 import ssl
 import time
 import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType, TracebackType
-from typing import Self, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 import aiohttp
 import httpx
 from aiohttp import http_exceptions
+from aiohttp.connector import Connection
 from httpx_aiohttp import AiohttpTransport
 
 from topology import State, format_duration
 from topology.document import redact_urls
+from watchdog.probes.certificates import peer_expiry
 from watchdog.probes.result import (
     ProbeResult,
     apply_latency_threshold,
@@ -35,7 +74,10 @@ from watchdog.probes.result import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "DEFAULT_TLS_EXPIRY_WARNING_S",
+    "FRESH_CONNECTION_S",
     "MAX_BODY_BYTES_LIMIT",
+    "MAX_TLS_EXPIRY_WARNING_S",
     "HttpClients",
     "HttpProbe",
     "HttpSpec",
@@ -61,6 +103,14 @@ _E = TypeVar("_E", bound=BaseException)
 # What a probe may hold of a body at most: a health answer is small, and
 # every probe in flight holds its own.
 MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+_DAY = 86400.0
+# Two weeks' notice, as Gatus and Uptime Kuma give by default; a year at most
+# (certificates are issued for 398 days at most).
+DEFAULT_TLS_EXPIRY_WARNING_S = 14 * _DAY
+MAX_TLS_EXPIRY_WARNING_S = 365 * _DAY
+# A probe makes a new connection to its target at least this often (see the
+# module docstring).
+FRESH_CONNECTION_S = 300.0
 # An HTTP method and a header name are RFC 9110 tokens: no space, no CR or
 # LF that would end the request line or a header early.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -94,7 +144,9 @@ class HttpSpec:
 
     `expect_status` empty means any 2xx. `max_body_bytes` caps what is read
     of the body; the body checks judge what was read. `timeout_s` is the
-    deadline for the whole exchange, redirects and body included.
+    deadline for the whole exchange, redirects and body included. An https
+    probe is degraded when its certificate expires within
+    `tls_expiry_warning_s` (0: its certificate is not judged).
     """
 
     url: str
@@ -108,6 +160,10 @@ class HttpSpec:
     verify_tls: bool = True
     max_body_bytes: int = 1_048_576
     latency_threshold_s: float | None = None
+    # Out of the repr: a saved latency baseline is matched to its probe by a
+    # digest of the repr, and a warning threshold changes nothing of the
+    # latency learned (nor should an upgrade that added it relearn them all).
+    tls_expiry_warning_s: float = field(default=DEFAULT_TLS_EXPIRY_WARNING_S, repr=False)
 
     def __post_init__(self) -> None:
         # `not x > 0` refuses NaN too; infinity has no deadline to compute.
@@ -120,6 +176,11 @@ class HttpSpec:
             raise ValueError(f"max_body_bytes must be at most {limit}, not {self.max_body_bytes}")
         if self.latency_threshold_s is not None and not 0 < self.latency_threshold_s < math.inf:
             raise ValueError(f"latency_threshold must be positive, not {self.latency_threshold_s}")
+        if not 0 <= self.tls_expiry_warning_s <= MAX_TLS_EXPIRY_WARNING_S:
+            raise ValueError(
+                "tls_expiry_warning must be from 0 to 365 days, "
+                f"not {format_duration(self.tls_expiry_warning_s)}"
+            )
         trouble = method_trouble(self.method)
         if trouble is not None:
             raise ValueError(f"method {self.method!r}: {trouble}")
@@ -206,19 +267,77 @@ class HttpClients:
         await self.aclose()
 
 
-# The request extension through which the transport tells a probe that its
-# request waits for a free connection in the shared pool.
+# The request extensions through which the transport tells a probe how its
+# exchange goes (`_Progress`), and a probe asks for a new connection.
 _PROGRESS = "watchdog.progress"
+_FRESH = "watchdog.fresh"
 
 
 class _Progress:
-    """How far an exchange got, for naming what a failure interrupted."""
+    """How far an exchange got, for naming what a failure interrupted, and
+    what its connections were."""
 
-    __slots__ = ("answered", "queued")
+    __slots__ = ("answered", "new_connection", "queued", "tls")
 
     def __init__(self) -> None:
         self.queued = False  # waiting for a free connection in the shared pool
         self.answered = False  # response headers were received
+        # Of the exchange's first connection, to the probe's own target (a
+        # redirect's target is not the probe's): whether it was made for it
+        # rather than taken from the pool (None: no connection), and over
+        # TLS (the connection's serial number, when its certificate expires).
+        self.new_connection: bool | None = None
+        self.tls: tuple[int, float] | None = None
+
+    def connected(self, new: bool, serial: int, tls_expires_at: float | None) -> None:
+        """The exchange got a connection (`new` or pooled, the `serial`th
+        the pools made) to its next hop."""
+        if self.new_connection is None:
+            self.new_connection = new
+            if tls_expires_at is not None:
+                self.tls = (serial, tls_expires_at)
+
+
+# The exchange in progress in this task: how the connector, which aiohttp
+# calls deep inside a request, reaches the probe's `_Progress`.
+_EXCHANGE: contextvars.ContextVar[_Progress | None] = contextvars.ContextVar(
+    "watchdog_http_exchange", default=None
+)
+
+
+# Numbers every connection the pools make, in order: which of two was made last.
+_SERIALS = itertools.count()
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, telling each exchange whether its connection is
+    new, its serial number and when its peer's certificate expires. The
+    certificate is read once per connection, when it is first handed out:
+    the pooled ones find theirs in a table that forgets a connection with
+    its protocol object."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._seen: weakref.WeakKeyDictionary[object, tuple[int, float | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        progress = _EXCHANGE.get()
+        protocol = connection.protocol
+        if progress is not None and protocol is not None:
+            try:
+                (serial, expires_at), new = self._seen[protocol], False
+            except KeyError:
+                transport = connection.transport
+                ssl_object = transport.get_extra_info("ssl_object") if transport else None
+                serial, expires_at, new = next(_SERIALS), peer_expiry(ssl_object), True
+                self._seen[protocol] = (serial, expires_at)
+            progress.connected(new, serial, expires_at)
+        return connection
 
 
 class _PooledTransport(AiohttpTransport):
@@ -229,19 +348,35 @@ class _PooledTransport(AiohttpTransport):
 
     The slot is held from the request until the response is closed: aiohttp's
     connector (with the same limit, as a bound on sockets) never queues.
+
+    A request with the `_FRESH` extension goes through a sibling transport
+    whose connections are never pooled (new for the request, closed after
+    it), under the same slots.
     """
 
-    def __init__(self, *, verify: ssl.SSLContext | bool, limits: httpx.Limits) -> None:
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool,
+        limits: httpx.Limits,
+        fresh: bool = False,
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
-        self._slots = asyncio.Semaphore(limits.max_connections or _UNBOUNDED)
+        self._verify = verify
+        self._slots = slots or asyncio.Semaphore(limits.max_connections or _UNBOUNDED)
         self._session: aiohttp.ClientSession | None = None
+        self._force_close = fresh
+        self._fresh: _PooledTransport | None = None
 
     def _new_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self.limits.max_connections or 0,
-            keepalive_timeout=self.limits.keepalive_expiry,
-            ssl=self.ssl_context,
+        # aiohttp refuses a keep-alive timeout on connections it never keeps.
+        keep: dict[str, Any] = (
+            {"force_close": True}
+            if self._force_close
+            else {"keepalive_timeout": self.limits.keepalive_expiry}
         )
+        connector = _Connector(limit=self.limits.max_connections or 0, ssl=self.ssl_context, **keep)
         return aiohttp.ClientSession(
             connector=connector,
             # httpx keeps the client's cookies; a second jar would only cost.
@@ -250,6 +385,12 @@ class _PooledTransport(AiohttpTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.extensions.get(_FRESH) and not self._force_close:
+            if self._fresh is None:
+                self._fresh = _PooledTransport(
+                    verify=self._verify, limits=self.limits, fresh=True, slots=self._slots
+                )
+            return await self._fresh.handle_async_request(request)
         if self._session is None:
             self._session = self.client = self._new_session()
         # A redirect's request carries its body as an unread stream, which
@@ -261,21 +402,33 @@ class _PooledTransport(AiohttpTransport):
             # already; aiohttp refuses a URL that carries it as well.
             request.url = request.url.copy_with(username=None, password=None)
         progress = request.extensions.get(_PROGRESS)
+        if not isinstance(progress, _Progress):
+            progress = None
         if self._slots.locked():
-            if isinstance(progress, _Progress):
+            if progress is not None:
                 progress.queued = True
             await self._slots.acquire()
-            if isinstance(progress, _Progress):
+            if progress is not None:
                 progress.queued = False
         else:
             await self._slots.acquire()
+        token = _EXCHANGE.set(progress)
         try:
             response = await super().handle_async_request(request)
         except BaseException:
             self._slots.release()
             raise
+        finally:
+            _EXCHANGE.reset(token)
         response.stream = _SlotStream(response.stream, self._slots)
         return response
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            if self._fresh is not None:
+                await self._fresh.aclose()
 
 
 _UNBOUNDED = 1 << 30
@@ -304,25 +457,117 @@ class _SlotStream(httpx.AsyncByteStream):
                 slots.release()
 
 
-class HttpProbe:
-    """Checks one HTTP target per `HttpSpec`, through a shared client."""
+@dataclass(slots=True)
+class _Origin:
+    """What the probes of one origin (scheme, host and port, through one
+    client) learn together: when a run last made a new connection to it,
+    and the certificate of the newest connection a run used (serial,
+    expiry). Shared, so that fifty probes behind one ingress make one fresh
+    connection every few minutes, not fifty, and all see a renewal at once."""
 
-    def __init__(self, spec: HttpSpec, client: httpx.AsyncClient) -> None:
+    fresh_at: float
+    newest: tuple[int, float] | None = None
+
+
+_OriginKey = tuple[str, str, int | None]  # scheme, host, port (None: the scheme's)
+# Per shared client, its origins; forgotten with the client.
+_ORIGINS: weakref.WeakKeyDictionary[httpx.AsyncClient, dict[_OriginKey, _Origin]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _origin(client: httpx.AsyncClient, url: str, now: float) -> _Origin:
+    """The shared `_Origin` of `url` through `client` (new ones count from `now`)."""
+    try:
+        parsed = httpx.URL(url)
+        key = (parsed.scheme, parsed.host, parsed.port)
+    except (httpx.InvalidURL, ValueError):  # idna's errors too; every run says `invalid url`
+        key = (url, "", None)
+    origins = _ORIGINS.get(client)
+    if origins is None:
+        origins = _ORIGINS[client] = {}
+    origin = origins.get(key)
+    if origin is None:
+        origin = origins[key] = _Origin(now)
+    return origin
+
+
+class HttpProbe:
+    """Checks one HTTP target per `HttpSpec`, through a shared client; a
+    new connection to its origin at least every `fresh_connection_s` (see
+    the module docstring), timed by `clock` (monotonic seconds)."""
+
+    def __init__(
+        self,
+        spec: HttpSpec,
+        client: httpx.AsyncClient,
+        *,
+        fresh_connection_s: float = FRESH_CONNECTION_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spec = spec
         self._client = client
+        self._fresh_connection_s = fresh_connection_s
+        self._clock = clock
+        # Fresh connections are counted from the origin's first probe (its
+        # first runs make new ones anyway). A renewed certificate shows on
+        # new connections only, and the pool may hand an older one to the
+        # next run: the newest connection's certificate is the one reported.
+        self._origin = _origin(client, spec.url, clock())
+        self._https = spec.url[:8].lower() == "https://"
 
     async def check(self) -> ProbeResult:
-        """One request to the target, judged: `up`, `degraded` when slow,
-        `down` with the reason the target failed, `unknown` when the probe
-        could not ask (invalid URL, no free connection in the shared pool)."""
+        """One request to the target, judged: `up`, `degraded` when slow or
+        when its certificate expires soon, `down` with the reason the target
+        failed, `unknown` when the probe could not ask (invalid URL, no free
+        connection in the shared pool). Over https, the result carries the
+        certificate's expiry when a TLS connection was made."""
         spec = self.spec
         progress = _Progress()
+        origin = self._origin
+        started = self._clock()
+        fresh = started - origin.fresh_at >= self._fresh_connection_s
         try:
             async with asyncio.timeout(spec.timeout_s):
-                result = await self._exchange(progress)
+                result = await self._exchange(progress, fresh=fresh)
         except Exception as exc:
-            return self._judge_failure(exc, progress)
-        return apply_latency_threshold(result, spec.latency_threshold_s)
+            result = self._judge_failure(exc, progress)
+        else:
+            result = apply_latency_threshold(result, spec.latency_threshold_s)
+        if progress.new_connection:
+            origin.fresh_at = max(origin.fresh_at, started)
+        if self._https and progress.tls is not None:
+            if origin.newest is None or progress.tls[0] >= origin.newest[0]:
+                origin.newest = progress.tls
+            result = self._judge_certificate(result, origin.newest[1])
+        return result
+
+    def _judge_certificate(self, result: ProbeResult, expires_at: float) -> ProbeResult:
+        """`result` with the certificate's expiry, and judged on it when the
+        target answered (`up` or `degraded`): an expired certificate is down,
+        one within the warning degraded, with the warning as an anomaly."""
+        result = replace(result, tls_expires_at=expires_at)
+        warning = self.spec.tls_expiry_warning_s
+        if not warning or result.state not in (State.UP, State.DEGRADED):
+            return result
+        left = expires_at - time.time()
+        if left >= warning:
+            return result
+        date = _date(expires_at)
+        if left <= 0:
+            return replace(
+                result, state=State.DOWN, reason=f"certificate expired {_span(-left)} ago ({date})"
+            )
+        sign = (
+            f"certificate expires in {_span(left)} ({date}), warning at {format_duration(warning)}"
+        )
+        # Slow as well: both are news.
+        reason = shorten(f"{result.reason}; {sign}") if result.state is State.DEGRADED else sign
+        # An early sign, as a latency regression is: an anomaly alert, not an
+        # outage that escalates past a recovery target in minutes.
+        return replace(
+            result, state=State.DEGRADED, reason=reason, anomalies=(*result.anomalies, sign)
+        )
 
     def _judge_failure(self, exc: Exception, progress: _Progress) -> ProbeResult:
         spec = self.spec
@@ -359,8 +604,11 @@ class HttpProbe:
         log.error("probe=http host=%s unexpected error\n%s", _host(spec.url), trace)
         return ProbeResult(State.UNKNOWN, f"probe error: {type(exc).__name__}")
 
-    async def _exchange(self, progress: _Progress) -> ProbeResult:
+    async def _exchange(self, progress: _Progress, *, fresh: bool) -> ProbeResult:
         spec = self.spec
+        extensions: dict[str, Any] = {_PROGRESS: progress}
+        if fresh:
+            extensions[_FRESH] = True
         start = time.perf_counter()
         async with self._client.stream(
             spec.method,
@@ -371,7 +619,7 @@ class HttpProbe:
             # per-read timeouts: a trickling server resets the read timeout
             # with every byte); the deadline around the exchange bounds it.
             timeout=spec.timeout_s,
-            extensions={_PROGRESS: progress},
+            extensions=extensions,
         ) as response:
             progress.answered = True
             body, truncated = await _read_capped(response, spec.max_body_bytes)
@@ -508,6 +756,19 @@ def _host(url: str) -> str:
         return httpx.URL(url).host or "?"
     except ValueError:  # httpx.InvalidURL, and idna's errors for a bad xn-- name
         return "?"
+
+
+def _span(seconds: float) -> str:
+    """A certificate's time left (or past), as people count it: whole days
+    (`9d`), then hours and minutes under a day (`5h12m`)."""
+    if seconds >= _DAY:
+        return f"{int(seconds // _DAY)}d"
+    return format_duration(max(60.0, seconds // 60 * 60))
+
+
+def _date(epoch: float) -> str:
+    """The UTC date of `epoch`: `2027-01-04`."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).date().isoformat()
 
 
 def _format_bytes(size: int) -> str:

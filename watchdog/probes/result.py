@@ -37,7 +37,9 @@ class ProbeResult:
     full, `None` when it did not answer (refused, reset, timed out).
     `anomalies` are the early signs behind a degraded result (log anomalies,
     a latency regression), each one line, which make it an anomaly alert
-    rather than an outage.
+    rather than an outage. `tls_expires_at` is when the certificate of an
+    https target's connection expires (seconds since the epoch), `None`
+    without one.
     """
 
     state: State
@@ -48,6 +50,7 @@ class ProbeResult:
     # watchdog's own trouble (one of LOCAL_CAUSES): the state is unknown and
     # the probe keeps its verdict.
     inconclusive: str = ""
+    tls_expires_at: float | None = None
 
 
 def apply_latency_threshold(result: ProbeResult, threshold_s: float | None) -> ProbeResult:

@@ -381,7 +381,7 @@ def test_several_files_exit_with_the_worst_and_json_is_one_document(
             "line": 2,
             "path": "nodes.a.probes[0]",
             "message": "unknown probe kind 'htp': a probe starts with its kind, one of "
-            "http, tcp, exec, log",
+            "http, tcp, exec, log, prometheus",
         }
     ]
 

@@ -92,7 +92,7 @@ def test_it_reports_the_topologys_problems_and_its_own_together(tmp_path: Path) 
         "2: server.listen: expected host:port such as 127.0.0.1:9120, got 'nowhere'",
         "5: nodes.a.depends_on[0]: unknown node 'b'",
         "7: nodes.a.probes[0]: unknown probe kind 'htp': a probe starts with its kind, "
-        "one of http, tcp, exec, log",
+        "one of http, tcp, exec, log, prometheus",
         "8: nodes.a.probes[1].http: expected an http:// or https:// URL, got 'ftp://x'",
         "9: nodes.a.probes[2].tcp: expected host:port or [v6]:port, got '127.0.0.1'",
         "10: nodes.a.probes[3].tcp: expected host:port or [v6]:port, got '[::1]:99999'",

@@ -240,3 +240,10 @@ def test_prepare_works_through_the_failing_nodes_a_slice_at_a_time(live: LiveSta
         ("workflow", DOWN, ("farm",)),
         ("antifraud", DOWN, ("antifraud",)),
     }
+
+
+def test_an_estate_without_probes_is_settled_at_once(tmp_path: Path, clock: Clock) -> None:
+    c = config(tmp_path, "version: 1\nnodes:\n  a: {}\n  b: {depends_on: [a]}\n")
+    live = LiveState(c.topology, c.probes, clock)
+    assert live.settled
+    assert live.failed() == []
