@@ -110,9 +110,11 @@ def _attach(daemon: _CountingDaemon, tally: Tally) -> None:
     live = daemon.live
     original = live.record
 
-    def record(key: str, state: State, reason: str, latency_s: float | None) -> list[Transition]:
+    def record(
+        key: str, state: State, reason: str, latency_s: float | None, **options: Any
+    ) -> list[Transition]:
         tally.result(state, reason)
-        return original(key, state, reason, latency_s)
+        return original(key, state, reason, latency_s, **options)
 
     setattr(live, "record", record)  # noqa: B010 (an instance attribute on purpose)
 
