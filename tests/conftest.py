@@ -1,7 +1,8 @@
 """What every test shares: the process's logging as it was before the test.
 `watchdog run` and `check` set up logging for the whole process; a test that
 calls them in-process must not leave its handler (and its stream, captured
-for that test only) to the tests after it."""
+for that test only) to the tests after it. And the store's two backends: a
+session's real Postgres, and `backend`, which runs a test on both."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from postgres_server import backend, postgres  # noqa: F401 (SQLite and a real Postgres)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
 """The alerts that have spoken, kept in the state store: a restarted daemon
 takes them back, so that it resolves (once) what recovered while it was
-down and does not send a second first message for what still fires."""
+down and does not send a second first message for what still fires.
+
+The concern's interface: `load`, `save`."""
 
 from __future__ import annotations
 
@@ -41,11 +43,11 @@ class AlertState:
             return
         kept = [(key, dump_tracked(t), at) for key, t in changes.items() if t is not None]
         dropped = [(key,) for key, t in changes.items() if t is None]
-        with self.store.transaction("cannot save alerts") as connection:
-            connection.executemany(
+        with self.store.transaction("cannot save alerts") as tx:
+            tx.executemany(
                 "INSERT INTO alerts (key, state, saved_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"
                 " saved_at = excluded.saved_at",
                 kept,
             )
-            connection.executemany("DELETE FROM alerts WHERE key = ?", dropped)
+            tx.executemany("DELETE FROM alerts WHERE key = ?", dropped)

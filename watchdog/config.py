@@ -1,6 +1,8 @@
 """The daemon's settings, read from the same file as the topology: the probes
-under each node, `server` and `state`. Every problem in the file, the
-topology's and ours, is reported at once.
+under each node, `server` and `state` (an SQLite file, `path`, or a Postgres
+database, `url` with its password in the environment variable named by
+`password_env`). Every problem in the file, the topology's and ours, is
+reported at once.
 
 Every number of the file has bounds; a value outside them is a problem of
 the file (exit 3), never a crash later:
@@ -48,7 +50,7 @@ from typing import Any
 
 from alerts.routing import Route
 from topology import InvalidInput, Problem, Topology, read_document, topology_from_document
-from topology.document import Document, Reader, describe, quote, redact_urls
+from topology.document import Document, Reader, describe, quote, redact_url, redact_urls, suggest
 from topology.sources.declared import Fetch, SourceSpec, read_sources
 from topology.yamltree import STR, MappingNode, ScalarNode, SequenceNode, YamlNode
 from watchdog.log_config import LOG_KEYS, read_log_spec
@@ -211,6 +213,10 @@ class DaemonConfig:
     probes: tuple[ProbeConfig, ...]
     server: ServerConfig = field(default_factory=ServerConfig)
     state_path: str = DEFAULT_STATE
+    # `state.url`: the store in Postgres instead of the file at `state_path`,
+    # its password in the environment variable `state_password_env`.
+    state_url: str | None = None
+    state_password_env: str | None = None
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # The line of some settings by path (`alerts.slack.token_env`,
     # `alerts.templates`, `state.path`...), for problems found after loading.
@@ -220,6 +226,11 @@ class DaemonConfig:
     prometheus: PrometheusServer | None = None
     # The file's `sources:`: the live ones are read again on their interval.
     sources: tuple[SourceSpec, ...] = ()
+
+    @property
+    def state(self) -> str:
+        """Where the store is: the Postgres URL, else the file's path."""
+        return self.state_url if self.state_url is not None else self.state_path
 
 
 def load_config(path: str | Path, fetch: Fetch | None = None) -> DaemonConfig:
@@ -258,6 +269,8 @@ def config_from_document(document: Document, fetch: Fetch | None = None) -> Daem
         probes=settings.probes,
         server=settings.server,
         state_path=state,
+        state_url=settings.state_url,
+        state_password_env=settings.state_password_env,
         alerts=settings.alerts,
         lines=MappingProxyType(settings.lines),
         sources=_sources(document),
@@ -301,6 +314,8 @@ class _Settings:
         self.source = document.source
         self.server = ServerConfig()
         self.state_path = DEFAULT_STATE
+        self.state_url: str | None = None
+        self.state_password_env: str | None = None
         self.probes: tuple[ProbeConfig, ...] = ()
         self.lines: dict[str, int] = {}
         # The topology's reader already reported what is wrong with the
@@ -381,12 +396,42 @@ class _Settings:
         self.server = server
 
     def _state(self, node: YamlNode) -> None:
-        fields = self.reader.mapping(node, "state", ("path",))
-        if fields and "path" in fields:
+        reader = self.reader
+        fields = reader.mapping(node, "state", ("path", "url", "password_env"))
+        if not fields:
+            return
+        if "path" in fields and "url" in fields:
+            reader.problem(node, "state", "a file (path) or a Postgres database (url), not both")
+        if "path" in fields:
             self.lines["state.path"] = fields["path"][1].line
-            path = self.reader.string(fields["path"][1], "state.path", "a file path or :memory:")
+            path = reader.string(fields["path"][1], "state.path", "a file path or :memory:")
             if path is not None:
                 self.state_path = path
+        if "url" in fields:
+            value = fields["url"][1]
+            self.lines["state.url"] = value.line
+            url = reader.string(value, "state.url", "a postgresql:// URL")
+            trouble = _postgres_url_trouble(url) if url is not None else None
+            if trouble is not None:
+                reader.problem(value, "state.url", trouble)
+            elif url is not None:
+                self.state_url = url
+        if "password_env" in fields:
+            value = fields["password_env"][1]
+            self.lines["state.password_env"] = value.line
+            name = reader.string(value, "state.password_env")
+            if "url" not in fields:
+                reader.problem(
+                    value, "state.password_env", "only with state.url: a file has no password"
+                )
+            elif name is not None and not _ENV_NAME.fullmatch(name):
+                reader.problem(
+                    value,
+                    "state.password_env",
+                    f"expected the name of an environment variable, got {quote(name)}",
+                )
+            elif name is not None:
+                self.state_password_env = name
 
     def _alerts(self, node: YamlNode) -> None:
         reader = self.reader
@@ -924,6 +969,68 @@ class _Settings:
             password_env=text.get("password_env"),
             verify_tls=verify_tls,
         )
+
+
+# libpq's connection parameters (PostgreSQL 18), which a `state.url` may set
+# in its query string: `sslmode=verify-full`, `sslrootcert=/etc/...`,
+# `options=-csearch_path%3Dwatchdog`, `target_session_attrs=read-write`...
+# The secrets among them are refused: they never sit in the file.
+LIBPQ_PARAMETERS = frozenset(
+    {
+        "host", "hostaddr", "port", "dbname", "user", "passfile", "require_auth",
+        "channel_binding", "connect_timeout", "client_encoding", "options",
+        "application_name", "fallback_application_name", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "replication",
+        "gssencmode", "sslmode", "requiressl", "sslnegotiation", "sslcompression", "sslcert",
+        "sslkey", "sslkeylogfile", "sslcertmode", "sslrootcert", "sslcrl", "sslcrldir",
+        "sslsni", "requirepeer", "ssl_min_protocol_version", "ssl_max_protocol_version",
+        "min_protocol_version", "max_protocol_version", "krbsrvname", "gsslib",
+        "gssdelegation", "service", "target_session_attrs", "load_balance_hosts",
+    }
+)  # fmt: skip
+_LIBPQ_SECRETS = ("password", "sslpassword")
+_URL_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\](?::(?P<p6>\d{1,5}))?|[^:\[\]]+(?::(?P<port>\d{1,5}))?")
+
+
+def _postgres_url_trouble(url: str) -> str | None:
+    """What is wrong with `url` as the store's Postgres URL, or None: not a
+    postgresql:// URL, a password in it (user info or query), no host, a
+    port out of range, no database, a query parameter libpq does not know.
+    Several hosts, comma-separated, are libpq's (a primary and standbys)."""
+    shown = quote(redact_url(url))
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        return f"expected a postgresql:// URL, got {shown}"
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        return f"a URL holds no spaces or control characters: percent-encode them, got {shown}"
+    before_query, _, query = rest.partition("#")[0].partition("?")
+    authority, _, path = before_query.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:
+        return (
+            "secrets never sit in the file: keep the user in the URL and name an environment "
+            "variable with state.password_env"
+        )
+    parameters = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    for key, _ in parameters:
+        if key in _LIBPQ_SECRETS:
+            return (
+                f"secrets never sit in the file: no {key} in the URL; name an environment "
+                "variable with state.password_env"
+            )
+        if key not in LIBPQ_PARAMETERS:
+            return f"unknown libpq parameter {quote(key)}{suggest(key, LIBPQ_PARAMETERS)}"
+    named = dict(parameters)
+    if not hosts and "host" not in named and "hostaddr" not in named:
+        return f"expected a host after '://' (postgresql://USER@HOST:PORT/DATABASE), got {shown}"
+    for host in hosts.split(",") if hosts else ():
+        match = _URL_HOST.fullmatch(urllib.parse.unquote(host))
+        port = match and (match.group("p6") or match.group("port"))
+        if match is None or (port is not None and not 0 < int(port) < 65536):
+            return f"expected HOST or HOST:PORT (a port from 1 to 65535), got {quote(host)}"
+    if not urllib.parse.unquote(path) and "dbname" not in named:
+        return f"name the database: postgresql://USER@HOST:PORT/DATABASE, got {shown}"
+    return None
 
 
 # A log probe is read every 10 s; its anomalies already wait for evidence

@@ -216,7 +216,13 @@ class Daemon:
             raise StartError(found.start_error())
         self.sinks = self._sinks(self.config.alerts)
         self.router = Router(self.config.alerts.routes, [s.name for s in self.sinks])
-        self.store = Store.open(self.config.state_path, clock=clock)
+        # In Postgres (state.url) when the file says so: unreachable at start
+        # is a StoreError, so `run` exits 3 saying why.
+        password = None
+        if self.config.state_password_env is not None:
+            password = _secret(self.config.state_password_env, "state.password_env")
+            self.secrets.add(password)
+        self.store = Store.open(self.config.state, clock=clock, password=password)
         # The history is written by a thread of its own, in order.
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "watchdog-store")
         resumed = {i.node: i.started_at for i in self.store.open_incidents()}
@@ -541,7 +547,18 @@ class Daemon:
 
     async def api_call(self, op: str, args: Mapping[str, Any]) -> Any:
         """Do what the API process asks (on the daemon's loop); JSON-shaped
-        answers. Store reads run in a thread; `CallError` for a refusal."""
+        answers. Store reads run in a thread; `CallError` for a refusal, and
+        a 503 when the store cannot answer (a Postgres server gone): why is
+        in the daemon's log, never in the answer (it names the database)."""
+        try:
+            return await self._api_call(op, args)
+        except StoreError as err:
+            log.error("api call cannot use the store op=%s: %s", op, err)
+            raise CallError(
+                503, "the state store cannot answer now: see the daemon's log"
+            ) from None
+
+    async def _api_call(self, op: str, args: Mapping[str, Any]) -> Any:
         if op == "registry":
             return await asyncio.to_thread(generate_latest, self.registry)
         if op == "outbox_counts":
@@ -736,6 +753,8 @@ class Daemon:
         while True:
             try:
                 await self.alert_once()
+            except StoreError as err:  # the store gone (a Postgres outage): one line a round
+                log.error("alert round failed: %s", err)
             except Exception:  # the loop must outlive any one failure
                 log.exception("alert loop failed")
             # Fixed deadlines, so rounds do not drift by their own duration;

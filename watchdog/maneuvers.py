@@ -2,7 +2,11 @@
 that would take a critical node down is refused unless forced with a
 reason; either way it is announced, naming who asked for what, and its end
 checks that everything it impacted has recovered. Announcements are
-notices (`event="notice"`): said once, never resolved."""
+notices (`event="notice"`): said once, never resolved.
+
+The stored concern's interface (what `Maneuvers` reads and writes in the
+store): `start` and `end` (each judges on live state, then writes one row),
+`watched`, `get`, `recent`."""
 
 from __future__ import annotations
 
@@ -97,10 +101,10 @@ class Maneuvers:
         impact = live.what_if(actions)
         refused = impact.verdict == Verdict.CRITICAL and not force
         state = "refused" if refused else "running"
-        with self.store.transaction("cannot record a maneuver") as connection:
-            cursor = connection.execute(
+        with self.store.transaction("cannot record a maneuver") as tx:
+            [(ident,)] = tx.execute(
                 f"INSERT INTO maneuvers ({_COLUMNS.removeprefix('id, ')})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '')",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, '') RETURNING id",
                 (
                     by,
                     reason,
@@ -111,9 +115,8 @@ class Maneuvers:
                     state,
                     at,
                 ),
-            )
-            ident = int(cursor.lastrowid or 0)
-        maneuver = self.get(ident)
+            ).rows
+        maneuver = self.get(int(ident))
         return maneuver, _announce(maneuver, impact, at)
 
     def end(self, live: LiveState, ident: int, at: float) -> tuple[Maneuver, Notification]:
@@ -126,8 +129,8 @@ class Maneuvers:
         states = live.states
         still = sorted(n for n in impacted if n in states and states[n] >= State.DEGRADED)
         outcome = "recovered" if not still else f"not recovered: {', '.join(still)}"
-        with self.store.transaction("cannot end a maneuver") as connection:
-            connection.execute(
+        with self.store.transaction("cannot end a maneuver") as tx:
+            tx.execute(
                 "UPDATE maneuvers SET state = 'ended', ended_at = ?, outcome = ? WHERE id = ?",
                 (at, outcome, ident),
             )

@@ -1,6 +1,9 @@
 """The durable outbox in the state store: every notification is written for
 each sink before it is sent, and kept with its outcome, so a sink outage or a
 daemon restart loses nothing and a delivered notification is not sent again.
+
+`Outbox` implements `alerts.delivery.Outbox` (the interface delivery uses),
+plus `put` and `counts`, in portable SQL on either backend of the store.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __all__ = ["Outbox"]
 # The first pending entry of each occurrence per sink. Only pending entries
 # are read, through the partial index `outbox_pending`, however long the
 # delivered history: `+o.id` keeps SQLite from walking the whole table in id
-# order to save the sort of the few entries due.
+# order to save the sort of the few entries due (Postgres takes it as `id`).
 _FIRST_PENDING = (
     " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending'"
     " AND p.occurrence = o.occurrence AND p.sink = o.sink AND p.id < o.id)"
@@ -56,14 +59,12 @@ class Outbox:
         ]
         if not rows:
             return 0
-        with self.store.transaction("cannot queue notifications") as connection:
-            before = connection.total_changes
-            connection.executemany(
-                "INSERT OR IGNORE INTO outbox (notification_id, occurrence, sink, notification,"
-                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+        with self.store.transaction("cannot queue notifications") as tx:
+            return tx.executemany(
+                "INSERT INTO outbox (notification_id, occurrence, sink, notification,"
+                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
-            return connection.total_changes - before
 
     def due(self, now: float, limit: int, sink: str | None = None) -> list[Entry]:
         """Pending entries due by `now` (of `sink` only, unless None): per
@@ -110,16 +111,16 @@ class Outbox:
 
     def begin(self, entry: Entry, at: float) -> None:
         """Record that an attempt at `entry` starts, before it does."""
-        with self.store.transaction("cannot record a delivery attempt") as connection:
-            connection.execute(
+        with self.store.transaction("cannot record a delivery attempt") as tx:
+            tx.execute(
                 "UPDATE outbox SET attempts = ? WHERE id = ?", (entry.attempts + 1, entry.id)
             )
 
     def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
         """Mark `entry` delivered with the sink's receipt."""
         text = json.dumps({"sink": receipt.sink, "data": dict(receipt.data)})
-        with self.store.transaction("cannot mark a notification delivered") as connection:
-            connection.execute(
+        with self.store.transaction("cannot mark a notification delivered") as tx:
+            tx.execute(
                 "UPDATE outbox SET state = 'delivered', attempts = ?, receipt = ?,"
                 " finished_at = ?, last_error = '' WHERE id = ?",
                 (entry.attempts + 1, text, at, entry.id),
@@ -127,16 +128,16 @@ class Outbox:
 
     def retry(self, entry: Entry, error: str, at: float, next_at: float) -> None:
         """Record a transient failure; try again at `next_at`."""
-        with self.store.transaction("cannot reschedule a notification") as connection:
-            connection.execute(
+        with self.store.transaction("cannot reschedule a notification") as tx:
+            tx.execute(
                 "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
                 (entry.attempts + 1, error, next_at, entry.id),
             )
 
     def give_up(self, entry: Entry, error: str, at: float) -> None:
         """Record a permanent failure: the entry is not tried again."""
-        with self.store.transaction("cannot give up a notification") as connection:
-            connection.execute(
+        with self.store.transaction("cannot give up a notification") as tx:
+            tx.execute(
                 "UPDATE outbox SET state = 'failed', attempts = ?, last_error = ?,"
                 " finished_at = ? WHERE id = ?",
                 (entry.attempts + 1, error, at, entry.id),

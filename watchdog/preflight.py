@@ -5,9 +5,11 @@ finds in the file: shared by the daemon and `watchdog check`, so that a file
 About the file (refused wherever it runs): the templates render for every
 alert kind and event, the routes name only sinks the file configures. About
 the machine (refused where the environment lacks it): the environment
-variables that hold the secrets the file names are set, and, for `check`,
-the state file is the watchdog's (or not there yet) in a directory that
-exists.
+variables that hold the secrets the file names are set (the Postgres
+store's password among them), and, for `check`, the state file is the
+watchdog's (or not there yet) in a directory that exists, or, for a
+Postgres store, the `postgres` extra is installed (the server itself is not
+asked: `check` reaches no network; `run` refuses to start without it).
 """
 
 from __future__ import annotations
@@ -88,7 +90,18 @@ def preflight(
         if not environ.get(variable):
             message = f"the environment variable {variable} is not set or empty"
             environment.append(Problem(source, lines.get(path), path, message))
-    if state and config.state_path != ":memory:":
+    if config.state_url is not None:
+        variable = config.state_password_env
+        if variable is not None and not environ.get(variable):
+            message = f"the environment variable {variable} is not set or empty"
+            path = "state.password_env"
+            environment.append(Problem(source, lines.get(path), path, message))
+        if state and not _postgres_installed():
+            message = (
+                "the postgres extra is not installed: pip install 'service-watchdog[postgres]'"
+            )
+            environment.append(Problem(source, lines.get("state.url"), "state.url", message))
+    elif state and config.state_path != ":memory:":
         trouble = _state_trouble(config.state_path)
         if trouble is not None:
             environment.append(Problem(source, lines.get("state.path"), "state.path", trouble))
@@ -112,6 +125,15 @@ def _prometheus_variables(config: DaemonConfig) -> list[tuple[str, str]]:
                 path = f"defaults.prometheus.{key}"  # the file's credentials, another TLS setting
             found.append((path, variable))
     return list(dict.fromkeys(found))
+
+
+def _postgres_installed() -> bool:
+    """Whether the Postgres backend (psycopg and its libpq) can be loaded."""
+    try:
+        import watchdog.db.postgres  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _state_trouble(path: str) -> str | None:

@@ -1,7 +1,9 @@
 """What probes learned, kept in the state store so that a restart does not
 relearn it: a log probe's file offsets, anomaly baselines and Drain
 templates, an HTTP or TCP probe's latency baseline. Each probe saves named
-parts, as bytes, all of a save in one transaction."""
+parts, as bytes, all of a save in one transaction.
+
+The concern's interface: `load`, `save`, `save_many`, `forget`."""
 
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ class ProbeState:
         ]
         if not rows:
             return
-        with self.store.transaction("cannot save probe state") as connection:
-            connection.executemany(
+        with self.store.transaction("cannot save probe state") as tx:
+            tx.executemany(
                 "INSERT INTO probe_state (probe, part, data, saved_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (probe, part) DO UPDATE SET data = excluded.data,"
                 " saved_at = excluded.saved_at",
@@ -55,5 +57,5 @@ class ProbeState:
         names = sorted(set(keep))
         marks = ", ".join("?" * len(names))
         where = f"WHERE probe NOT IN ({marks})" if names else ""
-        with self.store.transaction("cannot forget probe state") as connection:
-            return connection.execute(f"DELETE FROM probe_state {where}", names).rowcount
+        with self.store.transaction("cannot forget probe state") as tx:
+            return tx.execute(f"DELETE FROM probe_state {where}", names).changed

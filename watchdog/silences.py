@@ -3,7 +3,10 @@ expiry, a creator and a reason. A silence on a node that critical nodes
 need is refused unless forced, and every silence is announced, when it is
 added and when it ends (by hand, or when its time runs out), with a
 notice (`event="notice"`); and an alert that names a critical node taken
-down is never muted (folding is not hiding, and neither is silencing)."""
+down is never muted (folding is not hiding, and neither is silencing).
+
+The stored concern's interface (what `Silences` reads and writes in the
+store): `add`, `expire`, `ended`, `get`, `active` (`muting` reads `active`)."""
 
 from __future__ import annotations
 
@@ -123,10 +126,10 @@ class Silences:
                 "to silence anyway",
                 status=409,
             )
-        with self.store.transaction("cannot record a silence") as connection:
-            cursor = connection.execute(
+        with self.store.transaction("cannot record a silence") as tx:
+            [(created,)] = tx.execute(
                 f"INSERT INTO silences ({_COLUMNS.removeprefix('id, ')})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     node,
                     label[0] if label else None,
@@ -137,8 +140,8 @@ class Silences:
                     at,
                     at + duration_s,
                 ),
-            )
-            ident = int(cursor.lastrowid or 0)
+            ).rows
+        ident = int(created)
         silence = self.get(ident)
         if self._next_end is not None:
             self._next_end = min(self._next_end, silence.expires_at)
@@ -157,9 +160,11 @@ class Silences:
         silence = self.get(ident)
         if silence.expires_at <= at:
             return silence, None
-        with self.store.transaction("cannot expire a silence") as connection:
-            connection.execute(
-                "UPDATE silences SET expires_at = min(expires_at, ?) WHERE id = ?", (at, ident)
+        with self.store.transaction("cannot expire a silence") as tx:
+            # Only ever earlier: one that ran out meanwhile keeps its end.
+            tx.execute(
+                "UPDATE silences SET expires_at = ? WHERE id = ? AND expires_at > ?",
+                (at, ident, at),
             )
         ended = dataclasses.replace(silence, expires_at=at)
         self._told[ident] = at

@@ -9,11 +9,11 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from clocks import Clock
+from postgres_server import Backend
 from waiting import until
 
 from alerts.delivery import Backoff, Delivery, Entry
@@ -102,8 +102,8 @@ FIRING, RESOLVED = note("firing", n=1), note("resolved", n=2)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state.db", clock=lambda: 0.0) as store:
+def store(backend: Backend) -> Iterator[Store]:
+    with backend.open() as store:
         yield store
 
 

@@ -345,6 +345,66 @@ def test_with_env_a_state_file_of_another_application_refuses_the_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["estate.yaml", "state.db"]
 
 
+POSTGRES = """\
+version: 1
+state:
+  url: postgresql://watchdog@db.internal:5432/estate?sslmode=verify-full
+  password_env: WATCHDOG_TEST_CHECK_DB_PASSWORD
+nodes: {a: {}}
+"""
+NO_PASSWORD = (
+    "4: state.password_env: the environment variable WATCHDOG_TEST_CHECK_DB_PASSWORD "
+    "is not set or empty"
+)
+
+
+def test_a_postgres_state_needs_its_password_variable_where_run_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHDOG_TEST_CHECK_DB_PASSWORD", raising=False)
+    path = estate(tmp_path, POSTGRES)
+    code, out, err = run(capsys, "check", path)
+    assert (code, out) == (0, f"{path}: 1 node, no findings\n")
+    assert err == (
+        f"warning: {path}:{NO_PASSWORD} (run refuses to start without it; --env makes this "
+        "an error)\n"
+    )
+    assert run(capsys, "check", "--env", path) == (
+        EXIT_INVALID,
+        "",
+        f"{path}:{NO_PASSWORD}\n{path}: 1 problem, nothing loaded\n",
+    )
+    # Set: nothing more is asked of the machine (check reaches no server).
+    monkeypatch.setenv("WATCHDOG_TEST_CHECK_DB_PASSWORD", "s3cret-pw")
+    assert run(capsys, "check", "--env", path) == (0, f"{path}: 1 node, no findings\n", "")
+
+
+def test_a_postgres_state_without_the_postgres_extra_is_what_the_machine_lacks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchdog.db
+
+    monkeypatch.setenv("WATCHDOG_TEST_CHECK_DB_PASSWORD", "s3cret-pw")
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "watchdog.db.postgres", raising=False)
+    monkeypatch.delattr(watchdog.db, "postgres", raising=False)
+    path = estate(tmp_path, POSTGRES)
+    code, _, err = run(capsys, "check", "--env", path)
+    assert code == EXIT_INVALID
+    assert err.splitlines() == [
+        f"{path}:3: state.url: the postgres extra is not installed: "
+        "pip install 'service-watchdog[postgres]'",
+        f"{path}: 1 problem, nothing loaded",
+    ]
+    # `run` says the same, in one line, and starts nothing.
+    assert run(capsys, "run", path) == (
+        EXIT_INVALID,
+        "",
+        "watchdog run: state.url postgresql://... needs the postgres extra: "
+        "pip install 'service-watchdog[postgres]'\n",
+    )
+
+
 # Several files, standard input, JSON.
 
 

@@ -313,3 +313,98 @@ def test_probes_merged_from_an_anchor_are_probes_too(tmp_path: Path) -> None:
     config = load_config(path)
     assert [(p.key, p.line) for p in config.probes] == [("base#0", 3), ("api#0", 3)]
     assert config.topology.node("api").probed
+
+
+# The store in Postgres: `state.url`, its password in the environment.
+
+
+def test_it_reads_a_postgres_state_url_and_its_password_variable(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    url = "postgresql://watchdog@db.internal:5432/estate?sslmode=verify-full&connect_timeout=5"
+    path.write_text(
+        f"version: 1\nstate:\n  url: '{url}'\n  password_env: WATCHDOG_DB_PASSWORD\n"
+        "nodes:\n  a: {}\n"
+    )
+    config = load_config(path)
+    assert (config.state_url, config.state_password_env, config.state) == (
+        url,
+        "WATCHDOG_DB_PASSWORD",
+        url,
+    )
+    assert (config.lines["state.url"], config.lines["state.password_env"]) == (3, 4)
+
+
+def test_a_file_state_has_no_url(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("version: 1\nstate: {path: h.db}\nnodes:\n  a: {}\n")
+    config = load_config(path)
+    assert (config.state_url, config.state_password_env) == (None, None)
+    assert config.state == str(tmp_path / "h.db")
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        (
+            "{url: 'postgresql://watchdog:hunter2-secret@db/estate'}",
+            "2: state.url: secrets never sit in the file: keep the user in the URL and name an "
+            "environment variable with state.password_env",
+        ),
+        (
+            "{url: 'postgresql://watchdog@db/estate?password=hunter2-secret'}",
+            "2: state.url: secrets never sit in the file: no password in the URL; name an "
+            "environment variable with state.password_env",
+        ),
+        (
+            "{url: 'postgresql://watchdog@db/estate?sslmod=require'}",
+            "2: state.url: unknown libpq parameter 'sslmod' (did you mean 'sslmode'?)",
+        ),
+        (
+            "{url: 'mysql://watchdog@db/estate'}",
+            "2: state.url: expected a postgresql:// URL, got 'mysql://***@db/estate'",
+        ),
+        (
+            "{url: 'postgresql://watchdog@db:99999/estate'}",
+            "2: state.url: expected HOST or HOST:PORT (a port from 1 to 65535), got 'db:99999'",
+        ),
+        (
+            "{url: 'postgresql://watchdog@db'}",
+            "2: state.url: name the database: postgresql://USER@HOST:PORT/DATABASE, "
+            "got 'postgresql://***@db'",
+        ),
+        (
+            "{path: h.db, url: 'postgresql://watchdog@db/estate'}",
+            "2: state: a file (path) or a Postgres database (url), not both",
+        ),
+        (
+            "{path: h.db, password_env: DB_PASSWORD}",
+            "2: state.password_env: only with state.url: a file has no password",
+        ),
+        (
+            "{url: 'postgresql://watchdog@db/estate', password_env: 'not a name'}",
+            "2: state.password_env: expected the name of an environment variable, got 'not a name'",
+        ),
+        (
+            "{uri: 'postgresql://watchdog@db/estate'}",
+            "2: state: unknown key 'uri' (did you mean 'url'?)",
+        ),
+    ],
+    ids=[
+        "password-in-url",
+        "password-in-query",
+        "unknown-parameter",
+        "scheme",
+        "port",
+        "no-database",
+        "path-and-url",
+        "password-without-url",
+        "bad-variable",
+        "key-typo",
+    ],
+)
+def test_it_refuses_a_state_url_it_cannot_use_and_never_shows_a_password(
+    tmp_path: Path, state: str, problem: str
+) -> None:
+    found = problems(tmp_path, f"version: 1\nstate: {state}\nnodes:\n  a: {{}}\n")
+    assert found == [problem]
+    assert not any("hunter2" in p for p in found)

@@ -3,7 +3,7 @@ learned afresh when the target changes, none for probes without latency."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from postgres_server import Backend
 
 from topology import State
 from watchdog.config import ExecSpec, ProbeConfig, Schedule
@@ -11,7 +11,6 @@ from watchdog.latency import LatencyRules
 from watchdog.latency_watch import LatencyWatch
 from watchdog.probe_state import ProbeState
 from watchdog.probes import ProbeResult, TcpSpec
-from watchdog.store import Store
 
 RULES = LatencyRules(window=10, tick=2, learning_ticks=2, ticks=2)
 
@@ -25,8 +24,10 @@ def learn(watch: LatencyWatch, key: str, latency_s: float, count: int, start: fl
         watch.track(key, ProbeResult(State.UP, "ok", latency_s), start + i)
 
 
-def test_a_baseline_survives_a_restart_and_is_relearned_for_a_new_target(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db", clock=lambda: 0.0)
+def test_a_baseline_survives_a_restart_and_is_relearned_for_a_new_target(
+    backend: Backend,
+) -> None:
+    store = backend.open()
     watch = LatencyWatch(ProbeState(store), RULES)
     exec_probe = ProbeConfig("job", 0, "exec", ExecSpec(("true",)), Schedule(), 2)
     watch.replace([tcp(5432), exec_probe])
@@ -37,7 +38,7 @@ def test_a_baseline_survives_a_restart_and_is_relearned_for_a_new_target(tmp_pat
     watch.save(10.0)
     store.close()
 
-    store = Store.open(tmp_path / "s.db", clock=lambda: 0.0)
+    store = backend.open()
     again = LatencyWatch(ProbeState(store), RULES)
     again.replace([tcp(5432)])
     details = again.details("db#0")
@@ -63,8 +64,8 @@ def test_a_baseline_survives_a_restart_and_is_relearned_for_a_new_target(tmp_pat
     store.close()
 
 
-def test_an_unreadable_saved_baseline_is_learned_again(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "s.db", clock=lambda: 0.0)
+def test_an_unreadable_saved_baseline_is_learned_again(backend: Backend) -> None:
+    store = backend.open()
     ProbeState(store).save("db#0", {"latency": b"\xff not json"}, 1.0)
     watch = LatencyWatch(ProbeState(store), RULES)
     watch.replace([tcp(5432)])

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgres_server import Backend
 
 from alerts.model import Notification
 from topology import Action
 from watchdog.config import load_config
 from watchdog.live import LiveState
 from watchdog.maneuvers import Maneuvers
-from watchdog.store import Store
 
 ESTATE = """\
 version: 1
@@ -30,12 +30,12 @@ nodes:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[LiveState, Maneuvers]:
+def world(tmp_path: Path, backend: Backend) -> tuple[LiveState, Maneuvers]:
     path = tmp_path / "estate.yaml"
     path.write_text(ESTATE)
     config = load_config(path)
     live = LiveState(config.topology, config.probes, lambda: 0.0)
-    return live, Maneuvers(Store.open(":memory:", clock=lambda: 0.0))
+    return live, Maneuvers(backend.memory())
 
 
 def said(note: Notification) -> tuple[str, str, str, str]:

@@ -1,6 +1,6 @@
 """The durable outbox and the delivery loop around every sink, on a real
-SQLite file, with recording sinks and an injected clock; the outbox's own
-SQL is read for its query plan."""
+SQLite file and on a real Postgres, with recording sinks and an injected
+clock; the outbox's own SQL is read for its query plan (SQLite's)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 import pytest
 from clocks import Clock
+from postgres_server import Backend
 
 from alerts.codec import dumps, loads
 from alerts.delivery import Backoff, Delivery
@@ -68,8 +69,8 @@ def note(event: str = "firing", n: int = 1, key: str = "outage:farm") -> Notific
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "state.db", clock=lambda: 0.0)
+def store(backend: Backend) -> Store:
+    return backend.open()
 
 
 def test_a_notification_survives_the_round_trip_through_json() -> None:
@@ -163,16 +164,16 @@ async def test_a_dead_sink_never_blocks_the_others(store: Store) -> None:
     assert dead.sent == []
 
 
-async def test_a_restart_delivers_what_was_queued_and_nothing_twice(tmp_path: Path) -> None:
+async def test_a_restart_delivers_what_was_queued_and_nothing_twice(backend: Backend) -> None:
     clock = Clock(1000.0)
-    with Store.open(tmp_path / "state.db", clock=clock) as store:
+    with backend.open(clock=clock) as store:
         outbox = Outbox(store)
         outbox.put([note("firing", 1)], ["slack"], clock.now)
         await Delivery(outbox, {"slack": Recording("slack")}, clock).run_once()
         outbox.put([note("resolved", 2)], ["slack"], clock.now)
 
     slack = Recording("slack")
-    with Store.open(tmp_path / "state.db", clock=clock) as store:
+    with backend.open(clock=clock) as store:
         outbox = Outbox(store)
         assert await Delivery(outbox, {"slack": slack}, clock).run_once() == 1
     assert [sent for sent, _ in slack.sent] == ["outage:farm@900.000#2:resolved"]
@@ -219,7 +220,8 @@ def test_the_next_due_is_that_of_the_first_pending_entry_of_each_occurrence(
     assert outbox.next_due("slack") == 1000.0  # the resolution, due all along
 
 
-def test_reading_what_is_due_never_walks_the_delivered_history(store: Store) -> None:
+def test_reading_what_is_due_never_walks_the_delivered_history_in_sqlite(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", clock=lambda: 0.0)
     outbox = Outbox(store)
     history = [
         (f"n{i}:{sink}", f"outage:n{i}@900.000", sink, "{}", 1.0, 1.0, "delivered")

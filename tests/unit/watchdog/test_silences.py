@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgres_server import Backend
 
 from alerts.model import Alert, Impacted
 from topology import State
 from watchdog.config import load_config
 from watchdog.live import LiveState
 from watchdog.silences import Silence, SilenceError, Silences
-from watchdog.store import Store
 
 ESTATE = """\
 version: 1
@@ -25,13 +25,11 @@ nodes:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[LiveState, Silences]:
+def world(tmp_path: Path, backend: Backend) -> tuple[LiveState, Silences]:
     path = tmp_path / "estate.yaml"
     path.write_text(ESTATE)
     config = load_config(path)
-    return LiveState(config.topology, config.probes, lambda: 0.0), Silences(
-        Store.open(":memory:", clock=lambda: 0.0)
-    )
+    return LiveState(config.topology, config.probes, lambda: 0.0), Silences(backend.memory())
 
 
 def outage(*causes: str, critical: bool = False) -> Alert:
@@ -190,12 +188,12 @@ def test_silences_that_run_out_are_told_once_and_those_ended_by_hand_not_again(
     assert [s.id for s, _ in silences.ended(3600)] == [long.id]
 
 
-def test_the_first_call_looks_back_to_when_it_was_told(tmp_path: Path) -> None:
+def test_the_first_call_looks_back_to_when_it_was_told(tmp_path: Path, backend: Backend) -> None:
     path = tmp_path / "estate.yaml"
     path.write_text(ESTATE)
     config = load_config(path)
     live = LiveState(config.topology, config.probes, lambda: 0.0)
-    store = Store.open(":memory:", clock=lambda: 0.0)
+    store = backend.memory()
     silence = add(live, Silences(store), 0, 60, node="search")
     # A daemon started at 30 tells, at its first round, what ran out since.
     assert [s.id for s, _ in Silences(store, since=30).ended(100)] == [silence.id]

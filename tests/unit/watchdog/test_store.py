@@ -1,27 +1,40 @@
-"""The state store: schema migrations, refusal of files it cannot use,
-incidents opened, raised and closed by effective transitions, the summary's
-figures, and history that survives a restart and `kill -9`."""
+"""The state store: schema migrations, refusal of files (and databases) it
+cannot use, incidents opened, raised and closed by effective transitions,
+the summary's figures, and history that survives a restart and `kill -9`.
+Every test that takes `backend` runs on SQLite and on a real Postgres;
+those about SQLite's files alone, and about Postgres's connection alone,
+say so in their names."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 
 import pytest
 from clocks import Clock
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from postgres_server import PASSWORD, Backend, PostgresServer
 
 import watchdog.store as store_module
 from alerts.transitions import Transition
 from topology import State
-from watchdog.store import APPLICATION_ID, MIGRATIONS, Incident, NodeSummary, Store, StoreError
+from watchdog.store import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    POSTGRES_MIGRATIONS,
+    Incident,
+    NodeSummary,
+    Store,
+    StoreError,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -39,9 +52,8 @@ def observed(node: str, old: State, new: State, at: float) -> Transition:
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    with Store.open(":memory:", clock=Clock(50_000.0)) as store:
-        yield store
+def store(backend: Backend) -> Store:
+    return backend.memory(Clock(50_000.0))
 
 
 def record(store: Store, *transitions: Transition) -> None:
@@ -83,76 +95,163 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
         raw.close()
 
 
-def test_it_keeps_history_when_the_file_is_reopened(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_it_keeps_history_when_the_store_is_reopened(backend: Backend) -> None:
     history = [
         observed("farm-oms-1", UP, DOWN, 100.0),
         effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"),
         effective("orders-workflow", DOWN, UP, 400.0),
     ]
-    with Store.open(path, clock=Clock(50_000.0)) as first:
+    with backend.open(clock=Clock(50_000.0)) as first:
         first.record(history, recovery_targets=TARGETS)
         incidents = first.incidents(since=0.0)
 
-    with Store.open(path, clock=Clock(50_000.0)) as second:
+    with backend.open(clock=Clock(50_000.0)) as second:
         assert second.transitions(since=0.0) == history
         assert second.incidents(since=0.0) == incidents
         assert len(incidents) == 1
 
 
-def test_it_applies_a_new_migration_step_to_an_existing_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_both_backends_migrate_to_the_same_tables_and_columns(
+    postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    path = tmp_path / "state.db"
-    with Store.open(path, clock=Clock(50_000.0)) as old:
+    assert len(POSTGRES_MIGRATIONS) == len(MIGRATIONS)
+    lite = Backend("sqlite", str(tmp_path / "state.db"))
+    pg = Backend("postgres", postgres.location(), PASSWORD, postgres)
+    for chosen in (lite, pg):
+        chosen.open().close()
+        assert chosen.version() == len(MIGRATIONS)
+    tables = [name for (name,) in lite.raw("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    columns = {t: [row[1] for row in lite.raw(f"PRAGMA table_info({t})")] for t in tables}
+    in_postgres = {
+        t: [
+            name
+            for (name,) in pg.raw(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = ?"
+                " ORDER BY ordinal_position",
+                (t,),
+            )
+        ]
+        for t in tables
+    }
+    assert in_postgres == columns
+    # Times keep their precision: 8-byte floats, as SQLite's REAL.
+    [(kind,)] = pg.raw(
+        "SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'transitions' AND column_name = 'at'"
+    )
+    assert kind == "double precision"
+    assert pg.raw(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        " AND indexname = 'incidents_open'"
+    ) == [
+        (
+            f"CREATE UNIQUE INDEX incidents_open ON {pg.schema}.incidents USING btree (node)"
+            " WHERE (ended_at IS NULL)",
+        )
+    ]
+
+
+def test_it_applies_a_new_migration_step_to_an_existing_store(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with backend.open(clock=Clock(50_000.0)) as old:
         record(old, effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"))
     step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY, node TEXT NOT NULL)",)
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
+    monkeypatch.setattr(store_module, "POSTGRES_MIGRATIONS", (*POSTGRES_MIGRATIONS, step))
 
-    with Store.open(path, clock=Clock(50_000.0)) as new:
+    with backend.open(clock=Clock(50_000.0)) as new:
         assert [i.node for i in new.open_incidents()] == ["orders-workflow"]
 
-    raw = sqlite3.connect(path)
-    try:
-        assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS) + 1,)
-        assert raw.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
-    finally:
-        raw.close()
+    assert backend.version() == len(MIGRATIONS) + 1
+    assert backend.raw("SELECT count(*) FROM scratch") == [(0,)]
 
 
-def test_it_leaves_the_file_at_its_version_when_a_migration_step_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+TABLE_NAMED = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE name = ?",
+    "postgres": "SELECT tablename FROM pg_tables WHERE tablename = ?"
+    " AND schemaname = current_schema()",
+}
+# The first statement succeeds, the second fails: neither may remain.
+FAILING_STEP = {
+    "sqlite": (
+        ("CREATE TABLE scratch (id INTEGER PRIMARY KEY)", "CREATE TABLE scratch (x)"),
+        "table scratch already exists",
+    ),
+    "postgres": (
+        ("CREATE TABLE scratch (id INTEGER PRIMARY KEY)", "CREATE TABLE scratch (x INTEGER)"),
+        'relation "scratch" already exists',
+    ),
+}
+
+
+def test_it_leaves_the_store_at_its_version_when_a_migration_step_fails(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "state.db"
-    Store.open(path, clock=Clock(50_000.0)).close()
-    # The first statement succeeds, the second fails: neither may remain.
-    step = ("CREATE TABLE scratch (id INTEGER PRIMARY KEY)", "CREATE TABLE scratch (x)")
+    backend.open().close()
+    step, error = FAILING_STEP[backend.name]
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, step))
+    monkeypatch.setattr(store_module, "POSTGRES_MIGRATIONS", (*POSTGRES_MIGRATIONS, step))
 
-    assert refusal(path) == (
-        f"{path}: migration to schema version {len(MIGRATIONS) + 1} failed: "
-        "table scratch already exists"
+    with pytest.raises(StoreError) as caught:
+        backend.open()
+    assert str(caught.value) == (
+        f"{backend.where}: migration to schema version {len(MIGRATIONS) + 1} failed: {error}"
     )
+    assert backend.version() == len(MIGRATIONS)
+    assert backend.raw(TABLE_NAMED[backend.name], ("scratch",)) == []
+
+
+NEWER = {
+    "sqlite": ("PRAGMA user_version = {}", "point state.path at another file"),
+    "postgres": ("UPDATE watchdog_schema SET version = {}", "point state.url at another database"),
+}
+
+
+def test_it_refuses_a_store_with_a_newer_schema(backend: Backend) -> None:
+    backend.open().close()
+    setting, hint = NEWER[backend.name]
+    backend.raw(setting.format(len(MIGRATIONS) + 6))
+
+    with pytest.raises(StoreError) as caught:
+        backend.open()
+    assert str(caught.value) == (
+        f"{backend.where}: schema version {len(MIGRATIONS) + 6} is newer than this build"
+        f" reads (up to {len(MIGRATIONS)}): upgrade the watchdog, or {hint}"
+    )
+
+
+def test_a_file_of_an_older_release_opens_and_migrates_as_it_always_did(tmp_path: Path) -> None:
+    # What a release at schema version 2 wrote: its application id, the
+    # first two steps, an incident still open.
+    path = tmp_path / "state.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 2")
+    raw.execute(
+        "INSERT INTO incidents (node, started_at, worst, root_cause, recovery_target_s)"
+        " VALUES ('orders-workflow', 100.0, 'down', '[\"farm-oms-1\"]', 600.0)"
+    )
+    raw.close()
+
+    with Store.open(path, clock=Clock(50_000.0)) as store:
+        [resumed] = store.open_incidents()
+        assert (resumed.id, resumed.node, resumed.root_cause) == (
+            1,
+            "orders-workflow",
+            ("farm-oms-1",),
+        )
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
-        names = raw.execute("SELECT name FROM sqlite_master WHERE name = 'scratch'")
-        assert names.fetchall() == []
+        assert raw.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert raw.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
     finally:
         raw.close()
-
-
-def test_it_refuses_a_file_with_a_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    Store.open(path, clock=Clock(50_000.0)).close()
-    raw = sqlite3.connect(path)
-    raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 6}")
-    raw.close()
-
-    assert refusal(path) == (
-        f"{path}: schema version {len(MIGRATIONS) + 6} is newer than this build reads "
-        f"(up to {len(MIGRATIONS)}): upgrade the watchdog, or point state.path at another file"
-    )
 
 
 def test_it_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
@@ -196,15 +295,55 @@ def test_it_says_when_the_file_cannot_be_created(tmp_path: Path) -> None:
     )
 
 
-def test_it_refuses_calls_after_close(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    store = Store.open(path, clock=Clock(50_000.0))
+def test_postgres_refuses_a_database_of_another_application_untouched(
+    postgres: PostgresServer,
+) -> None:
+    other = Backend("postgres", postgres.location(), PASSWORD, postgres)
+    other.raw("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+
+    with pytest.raises(StoreError) as caught:
+        other.open()
+    assert str(caught.value) == (
+        f"{other.where}: not a watchdog database: it holds tables of another application"
+        " (give the watchdog a database, or a schema, of its own)"
+    )
+    assert other.raw("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()") == [
+        ("invoices",)
+    ]
+
+
+NO_HISTORY = {
+    "sqlite": "no state file there: the daemon has not run with it yet",
+    "postgres": "no watchdog history in this database: the daemon has not run with it yet",
+}
+
+
+def test_without_create_a_store_that_does_not_exist_yet_is_refused_not_made(
+    backend: Backend,
+) -> None:
+    with pytest.raises(StoreError) as caught:
+        backend.open(create=False)
+    assert str(caught.value) == f"{backend.where}: {NO_HISTORY[backend.name]}"
+    if backend.name == "sqlite":
+        assert not Path(backend.location).exists()
+    else:
+        assert (
+            backend.raw("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()") == []
+        )
+
+    backend.open().close()
+    with backend.open(create=False) as store:
+        assert store.open_incidents() == []
+
+
+def test_it_refuses_calls_after_close(backend: Backend) -> None:
+    store = backend.open(clock=Clock(50_000.0))
     store.close()
     store.close()
 
     with pytest.raises(StoreError) as caught:
         store.open_incidents()
-    assert str(caught.value) == f"{path}: the state store is closed"
+    assert str(caught.value) == f"{backend.where}: the state store is closed"
 
 
 # Incidents
@@ -320,9 +459,8 @@ def test_it_keeps_the_recovery_target_an_incident_opened_with(store: Store) -> N
     assert (incident.recovery_target_s, incident.breached(701.0)) == (600.0, True)
 
 
-def test_it_resumes_open_incidents_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    with Store.open(path, clock=Clock(50_000.0)) as before:
+def test_it_resumes_open_incidents_after_a_restart(backend: Backend) -> None:
+    with backend.open(clock=Clock(50_000.0)) as before:
         record(
             before,
             effective("orders-search", UP, DOWN, 50.0, "farm-oms-1"),
@@ -330,7 +468,7 @@ def test_it_resumes_open_incidents_after_a_restart(tmp_path: Path) -> None:
             effective("orders-workflow", UP, DEGRADED, 100.0, "antifraud"),
         )
 
-    with Store.open(path, clock=Clock(50_000.0)) as after:
+    with backend.open(clock=Clock(50_000.0)) as after:
         [resumed] = after.open_incidents()
         assert (resumed.node, resumed.started_at, resumed.worst) == (
             "orders-workflow",
@@ -372,30 +510,38 @@ def test_it_refuses_a_transition_time_that_is_not_finite(store: Store) -> None:
     )
 
 
-def test_it_stamps_each_batch_with_the_injected_clock(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_it_stamps_each_batch_with_the_injected_clock(backend: Backend) -> None:
     clock = Clock(7_000.0)
-    with Store.open(path, clock=clock) as store:
+    with backend.open(clock=clock) as store:
         record(store, observed("farm-oms-1", UP, DOWN, 100.0))
         clock.now = 7_005.0
         record(store, observed("farm-oms-1", DOWN, UP, 101.0))
 
-    raw = sqlite3.connect(path)
-    try:
-        stamps = raw.execute("SELECT at, recorded_at FROM transitions ORDER BY id").fetchall()
-    finally:
-        raw.close()
+    stamps = backend.raw("SELECT at, recorded_at FROM transitions ORDER BY id")
     assert stamps == [(100.0, 7_000.0), (101.0, 7_005.0)]
 
 
-@given(
-    st.lists(st.sampled_from([UP, UNKNOWN, DEGRADED, DOWN]), max_size=30),
-    st.sets(st.integers(min_value=1, max_value=29)),
-)
-@settings(max_examples=200, deadline=None)
-def test_it_opens_one_incident_per_failure_however_the_batches_are_cut(
-    states: list[State], cuts: set[int]
-) -> None:
+def test_times_keep_their_sub_millisecond_precision(store: Store) -> None:
+    at = 1_780_000_000.123456  # a timestamp of 2026, to the microsecond
+    record(store, effective("orders-workflow", UP, DOWN, at, "farm-oms-1"))
+
+    assert store.transitions(since=at)[0].at == at
+    assert store.open_incidents()[0].started_at == at
+
+
+def test_it_opens_one_incident_per_failure_however_the_batches_are_cut(backend: Backend) -> None:
+    @given(
+        st.lists(st.sampled_from([UP, UNKNOWN, DEGRADED, DOWN]), max_size=30),
+        st.sets(st.integers(min_value=1, max_value=29)),
+    )
+    @settings(max_examples=200, deadline=None)
+    def batches(states: list[State], cuts: set[int]) -> None:
+        one_incident_per_failure(backend, states, cuts)
+
+    batches()
+
+
+def one_incident_per_failure(backend: Backend, states: list[State], cuts: set[int]) -> None:
     transitions = []
     previous = UNKNOWN
     for second, state in enumerate(states):
@@ -414,13 +560,13 @@ def test_it_opens_one_incident_per_failure_however_the_batches_are_cut(
         elif t.new == UP and is_open:
             expected[-1] = (expected[-1][0], t.at, expected[-1][2])
 
-    with Store.open(":memory:", clock=Clock(50_000.0)) as store:
-        bounds = [0, *sorted(c for c in cuts if c < len(transitions)), len(transitions)]
-        for start, end in itertools.pairwise(bounds):
-            store.record(transitions[start:end], recovery_targets=TARGETS)
-        got = [(i.started_at, i.ended_at, i.worst) for i in store.incidents(since=0.0)]
-        assert got == expected
-        assert len(store.open_incidents()) == (1 if expected and expected[-1][1] is None else 0)
+    store = backend.emptied(Clock(50_000.0))
+    bounds = [0, *sorted(c for c in cuts if c < len(transitions)), len(transitions)]
+    for start, end in itertools.pairwise(bounds):
+        store.record(transitions[start:end], recovery_targets=TARGETS)
+    got = [(i.started_at, i.ended_at, i.worst) for i in store.incidents(since=0.0)]
+    assert got == expected
+    assert len(store.open_incidents()) == (1 if expected and expected[-1][1] is None else 0)
 
 
 # Reading back: since, node, limit, summary
@@ -557,7 +703,9 @@ def t(node, view, old, new, at, *cause):
     return Transition(node, view, State.parse(old), State.parse(new), at, cause)
 
 targets = KillOnLookup({"orders-workflow": 600.0, "orders-search": 14400.0})
-store = Store.open(sys.argv[1], clock=lambda: 5000.0)
+store = Store.open(
+    sys.argv[1], clock=lambda: 5000.0, password=os.environ.get("WATCHDOG_TEST_PASSWORD")
+)
 store.record([t("orders-search", "effective", "up", "down", 100.0, "search-index")],
              recovery_targets=targets)
 store.record([t("search-index", "observed", "down", "up", 200.0),
@@ -572,21 +720,22 @@ print("not reached", flush=True)
 """
 
 
-def test_it_keeps_every_committed_transition_through_kill_9(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_it_keeps_every_committed_transition_through_kill_9(backend: Backend) -> None:
     child = subprocess.run(
-        [sys.executable, "-c", CRASH, str(path)],
+        [sys.executable, "-c", CRASH, backend.location],
         cwd=ROOT,
+        env={**os.environ, "WATCHDOG_TEST_PASSWORD": backend.password or ""},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert (child.returncode, child.stdout, child.stderr) == (-signal.SIGKILL, "committed\n", "")
-    # Nothing was checkpointed: what follows is read back from the WAL.
-    assert (tmp_path / "state.db-wal").stat().st_size > 0
+    if backend.name == "sqlite":
+        # Nothing was checkpointed: what follows is read back from the WAL.
+        assert Path(f"{backend.location}-wal").stat().st_size > 0
 
-    with Store.open(path, clock=Clock(50_000.0)) as store:
+    with backend.open(clock=Clock(50_000.0)) as store:
         assert store.transitions(since=0.0) == [
             effective("orders-search", UP, DOWN, 100.0, "search-index"),
             Transition("search-index", "observed", DOWN, UP, 200.0),
@@ -610,8 +759,8 @@ def test_it_keeps_every_committed_transition_through_kill_9(tmp_path: Path) -> N
         ]
 
 
-def test_it_ends_the_open_incidents_of_nodes_a_reload_removed(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "state.db", clock=lambda: 0.0) as store:
+def test_it_ends_the_open_incidents_of_nodes_a_reload_removed(backend: Backend) -> None:
+    with backend.open() as store:
         down = [
             Transition("gone", "effective", State.UP, State.DOWN, 100.0, ("gone",)),
             Transition("kept", "effective", State.UP, State.DOWN, 100.0, ("kept",)),
@@ -622,3 +771,94 @@ def test_it_ends_the_open_incidents_of_nodes_a_reload_removed(tmp_path: Path) ->
             ("gone", 100.0),  # never before it started
             ("kept", None),
         ]
+
+
+# Postgres: daemons starting together, a server that goes away
+
+
+def test_postgres_stores_opened_at_once_migrate_once(postgres: PostgresServer) -> None:
+    url = postgres.location()
+    go, stores, errors = threading.Barrier(4), [], []
+
+    def start() -> None:
+        go.wait()
+        try:
+            stores.append(Store.open(url, clock=lambda: 0.0, password=PASSWORD))
+        except StoreError as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert (errors, len(stores)) == ([], 4)
+        record(stores[0], effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"))
+        assert [i.node for i in stores[3].open_incidents()] == ["orders-workflow"]
+    finally:
+        for store in stores:
+            store.close()
+    assert Backend("postgres", url, PASSWORD, postgres).version() == len(POSTGRES_MIGRATIONS)
+
+
+def test_postgres_outage_is_a_store_error_and_the_store_reconnects_after(
+    postgres: PostgresServer,
+) -> None:
+    # A database of its own: the test makes it refuse connections.
+    backend = Backend("postgres", postgres.url(postgres.create_database()), PASSWORD, postgres)
+    server, database = postgres, backend.database
+    store = backend.open()
+    record(store, effective("orders-workflow", UP, DOWN, 100.0, "farm-oms-1"))
+
+    def cut(allow: bool) -> None:
+        server.admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS {str(allow).lower()}")
+        server.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        )
+
+    # The connection dies while idle (a server restart, a failover) and the
+    # server is back at once: the next call does not notice.
+    cut(allow=True)
+    assert [i.node for i in store.open_incidents()] == ["orders-workflow"]
+    cut(allow=True)
+    record(store, effective("orders-workflow", DOWN, UP, 200.0))
+
+    # The server refuses: every call says so, as StoreError, in one line.
+    cut(allow=False)
+    with pytest.raises(StoreError) as writing:
+        record(store, effective("orders-search", UP, DOWN, 300.0, "search-index"))
+    assert str(writing.value).startswith(
+        f"{backend.where}: cannot record transitions: cannot connect: "
+    )
+    assert f'database "{database}" is not currently accepting connections' in str(writing.value)
+    assert "\n" not in str(writing.value)
+    with pytest.raises(StoreError) as reading:
+        store.incidents(since=0.0)
+    assert str(reading.value).startswith(f"{backend.where}: cannot read incidents: ")
+
+    # Back: the store carries on, nothing of the refused batch written.
+    cut(allow=True)
+    assert [(i.node, i.ended_at) for i in store.incidents(since=0.0)] == [
+        ("orders-workflow", 200.0)
+    ]
+    record(store, effective("orders-search", UP, DOWN, 300.0, "search-index"))
+    assert [i.node for i in store.open_incidents()] == ["orders-search"]
+    store.close()
+
+
+def test_postgres_that_will_not_take_the_tables_is_refused_naming_where_and_why(
+    postgres: PostgresServer,
+) -> None:
+    # A schema the store's role may use but not create in (the superuser's).
+    theirs = postgres.create_schema()
+    postgres.admin(f"ALTER SCHEMA {theirs} OWNER TO postgres", database="watchdog")
+    postgres.admin(f"GRANT USAGE ON SCHEMA {theirs} TO watchdog_test", database="watchdog")
+    place = Backend("postgres", postgres.url("watchdog", theirs), PASSWORD, postgres)
+
+    with pytest.raises(StoreError) as caught:
+        place.open()
+    assert str(caught.value) == (
+        f"{place.where}: cannot migrate the schema: permission denied for schema {theirs}"
+    )
