@@ -7,7 +7,7 @@ lint walk (dependents of each node), built once when it is constructed.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -313,31 +313,7 @@ class Topology:
         """How many levels of requirements lie below `name` (0 for a node
         that needs nothing): a host above its farm is deeper. Worked out
         once per node; a cycle counts as its way out."""
-        known = self._depths
-        if name in known:
-            return known[name]
-        # Depth-first, without recursion (chains can be thousands long).
-        stack = [(name, iter(self._members(name)))]
-        on_path = {name}
-        best = {name: 0}
-        while stack:
-            node, members = stack[-1]
-            for member in members:
-                if member in known:
-                    best[node] = max(best[node], known[member] + 1)
-                elif member not in on_path:
-                    on_path.add(member)
-                    best[member] = 0
-                    stack.append((member, iter(self._members(member))))
-                    break
-            else:
-                stack.pop()
-                on_path.discard(node)
-                known[node] = best[node]
-                if stack:
-                    parent = stack[-1][0]
-                    best[parent] = max(best[parent], known[node] + 1)
-        return known[name]
+        return depth(name, self._members, self._depths)
 
     def _members(self, name: str) -> list[str]:
         return [m for group in self._nodes[name].groups for m in group.members]
@@ -379,3 +355,35 @@ def _topology(
         source=source,
         source_findings=source_findings,
     )
+
+
+def depth(name: str, members: Callable[[str], Iterable[str]], known: dict[str, int]) -> int:
+    """How many levels of requirements lie below `name` in the graph that
+    `members` gives (0 for a node that needs nothing), filling `known` with
+    the depth of every node visited (pass the same dict again to reuse
+    them). An edge that closes a cycle is not followed: a cycle counts as
+    its way out. Depth-first without recursion: chains can be thousands
+    long."""
+    if name in known:
+        return known[name]
+    stack = [(name, iter(members(name)))]
+    on_path = {name}
+    best = {name: 0}
+    while stack:
+        node, pending = stack[-1]
+        for member in pending:
+            if member in known:
+                best[node] = max(best[node], known[member] + 1)
+            elif member not in on_path:
+                on_path.add(member)
+                best[member] = 0
+                stack.append((member, iter(members(member))))
+                break
+        else:
+            stack.pop()
+            on_path.discard(node)
+            known[node] = best[node]
+            if stack:
+                parent = stack[-1][0]
+                best[parent] = max(best[parent], known[node] + 1)
+    return known[name]

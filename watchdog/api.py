@@ -37,6 +37,7 @@ from topology.durations import bad_duration
 from watchdog.config import TOKEN_ENV
 from watchdog.http_server import ApiCounts
 from watchdog.snapshot import View, metrics_text, status_json
+from watchdog.web.routes import web_routes
 
 __all__ = [
     "TOKEN_ENV",
@@ -428,6 +429,8 @@ def create_app(backend: Backend) -> Starlette:
         return _problems(exc.status, problem(str(exc)))
 
     routes = [
+        # The status page and its data, from the same backend.
+        *web_routes(backend),
         Route("/metrics", metrics),
         Route("/-/healthy", healthy),
         Route("/-/ready", ready),

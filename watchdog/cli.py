@@ -322,9 +322,11 @@ def _parser() -> argparse.ArgumentParser:
         "incidents",
         help="incident history per node from the daemon's store",
         description=(
-            "Incidents per node from the state file FILE names (state.path): count, "
-            "downtime, mean time to recover, recovery-target breaches, recurring nodes; "
-            "incidents still open are marked. Reads the file; never creates it."
+            "Incidents per node from the store FILE names (state.path, or the Postgres "
+            "database of state.url, its password in the variable state.password_env "
+            "names): count, downtime, mean time to recover, recovery-target breaches, "
+            "recurring nodes; incidents still open are marked. Reads the store; never "
+            "creates it."
         ),
         epilog="example:\n  watchdog incidents examples/demo/estate.yaml --since 7d",
         formatter_class=raw,
@@ -338,9 +340,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_format(incidents)
 
-    from watchdog import importing
+    from watchdog import importing, status_cmd
 
     importing.add_parser(commands)
+    status_cmd.add_parser(commands)
 
     graph = commands.add_parser(
         "graph",
@@ -816,7 +819,8 @@ def _incidents(args: argparse.Namespace) -> int:
     except InvalidInput as err:
         return _invalid(args, err)
     now = time.time()
-    if config.state_path == ":memory:" or not os.path.exists(config.state_path):
+    local = config.state_url is None
+    if local and (config.state_path == ":memory:" or not os.path.exists(config.state_path)):
         # Creating it here would make an empty history look like a quiet one.
         return _refuse(
             args,
@@ -826,12 +830,25 @@ def _incidents(args: argparse.Namespace) -> int:
             ],
             [],
         )
+    password = None
+    if config.state_password_env is not None:
+        password = os.environ.get(config.state_password_env) or None
+        if password is None:
+            return _refuse(
+                args,
+                [
+                    f"watchdog incidents: state.password_env: the environment variable "
+                    f"{config.state_password_env} is not set or empty"
+                ],
+                [],
+            )
     try:
-        with Store.open(config.state_path, clock=time.time) as store:
+        # Postgres too: a database the daemon never wrote is refused, not given tables.
+        with Store.open(config.state, clock=time.time, password=password, create=False) as store:
             summary = store.summary(now - window, now)
             incidents = store.incidents(now - window)
     except StoreError as err:
-        return _refuse(args, [f"watchdog incidents: {err}"], [])
+        return _refuse(args, [f"watchdog incidents: {redact_urls(str(err))}"], [])
     if args.format == "json":
         out = {
             "since_s": window,
@@ -1042,7 +1059,14 @@ def _import(args: argparse.Namespace) -> int:
     return importing.run(args)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from watchdog import status_cmd
+
+    return status_cmd.run(args)
+
+
 _COMMANDS = {
+    "status": _status,
     "check": _check,
     "import": _import,
     "blast-radius": _blast_radius,
