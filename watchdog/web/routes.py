@@ -334,6 +334,18 @@ def _json(value: Any) -> Response:
     )
 
 
+# The page before the daemon's first state reached the API process (a
+# start, a restart of the API process): it reloads itself every 2 s.
+_STARTING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="2"><title>Service status: starting</title></head>
+<body><main><h1>Service status</h1>
+<p role="status">The watchdog is starting and has no state to show yet.
+This page reloads by itself.</p></main></body></html>
+"""
+
+
 def web_routes(source: Source, pages: Pages | None = None) -> list[Route]:
     """The status page's routes over `source` (the API's backend)."""
     site = pages if pages is not None else Pages(source)
@@ -342,7 +354,17 @@ def web_routes(source: Source, pages: Pages | None = None) -> list[Route]:
         public = _public(request)
         if isinstance(public, Response):
             return public
-        snap, built = await site.built(public)
+        from watchdog.api import Busy  # the API imports these routes
+
+        try:
+            snap, built = await site.built(public)
+        except Busy:
+            # A person's browser, not a script: a page that says so and comes back.
+            return HTMLResponse(
+                _STARTING,
+                status_code=503,
+                headers={"Retry-After": "2", "Cache-Control": "no-store"},
+            )
         topology = snap.live.topology
         html = site.env.get_template("page.html.j2").render(
             model=built.model,

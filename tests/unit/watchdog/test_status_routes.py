@@ -31,6 +31,7 @@ class Daemon:
         self.clock = NOW
         self.calls: list[str] = []
         self.busy = False
+        self.started = True
         self.is_healthy = True
 
     def now(self) -> float:
@@ -40,6 +41,8 @@ class Daemon:
         return self.is_healthy
 
     async def view(self) -> View:
+        if not self.started:
+            raise Busy("no state from the daemon yet")
         return View(
             version=self.version,
             taken_at=self.clock - 0.2,
@@ -198,6 +201,20 @@ async def test_a_busy_daemon_leaves_the_page_up(client: httpx.AsyncClient, daemo
     assert answer.status_code == 200
     assert "The incident history could not be read" in answer.text
     assert "down because farm-oms-1 is down" in answer.text
+
+
+async def test_before_the_first_state_a_browser_gets_a_page_that_comes_back(
+    client: httpx.AsyncClient, daemon: Daemon
+) -> None:
+    daemon.started = False
+    answer = await client.get("/")
+    assert answer.status_code == 503
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["retry-after"] == "2"
+    assert "The watchdog is starting" in answer.text
+    assert '<meta http-equiv="refresh" content="2">' in answer.text
+    daemon.started = True
+    assert (await client.get("/")).status_code == 200
 
 
 async def test_a_silent_daemon_is_said(client: httpx.AsyncClient, daemon: Daemon) -> None:
