@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,37 +41,47 @@ class Entry:
 
 
 class Outbox(Protocol):
-    """What delivery needs of the durable outbox."""
+    """What delivery needs of the durable outbox. Async: an outbox in a
+    database answers over the network or from a thread, and delivery's
+    workers share the loop with everything else, so they never wait for it
+    blocking. Each call raises what the store raises when it fails (a
+    worker logs it and tries again later)."""
 
-    def due(self, now: float, limit: int, sink: str | None = None) -> Sequence[Entry]:
+    async def due(self, now: float, limit: int, sink: str | None = None) -> Sequence[Entry]:
         """Pending entries due by `now` (of `sink` only, unless None): only
         the first pending one of each alert occurrence per sink, oldest
         first, at most `limit`."""
         ...
 
-    def next_due(self, sink: str) -> float | None:
+    async def next_due(self, sink: str) -> float | None:
         """When the earliest entry of `sink` that `due` would return falls
         due (maybe already past); None when nothing is pending for it."""
         ...
 
-    def pending(self) -> Mapping[str, int]:
+    async def pending(self) -> Mapping[str, int]:
         """How many entries are pending, per sink that has any."""
         ...
 
-    def receipt(self, notification: Notification, sink: str) -> Receipt | None:
+    async def receipt(self, notification: Notification, sink: str) -> Receipt | None:
         """The receipt of the last delivered notification of the same alert
         occurrence to `sink`."""
         ...
 
-    def begin(self, entry: Entry, at: float) -> None:
+    async def begin(self, entry: Entry, at: float) -> None:
         """Record, durably, that an attempt at `entry` starts (its count)."""
         ...
 
-    def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None: ...
+    async def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
+        """Record, durably, that `entry` was delivered with `receipt`."""
+        ...
 
-    def retry(self, entry: Entry, error: str, at: float, next_at: float) -> None: ...
+    async def retry(self, entry: Entry, error: str, at: float, next_at: float) -> None:
+        """Record a transient failure of `entry`: tried again at `next_at`."""
+        ...
 
-    def give_up(self, entry: Entry, error: str, at: float) -> None: ...
+    async def give_up(self, entry: Entry, error: str, at: float) -> None:
+        """Record a permanent failure of `entry`: never tried again."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +184,7 @@ class Delivery:
         self._workers = {name: _Worker() for name in self.sinks}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
+        self._giving_up: asyncio.Task[None] | None = None
 
     # --- one round ----------------------------------------------------------
 
@@ -184,7 +195,7 @@ class Delivery:
         Raises RuntimeError while the workers run: `wake()` them instead."""
         if self.is_running:
             raise RuntimeError("delivery is running: wake() it instead of run_once()")
-        names = sorted(set(self.sinks) | set(self.outbox.pending()))
+        names = sorted(set(self.sinks) | set(await self.outbox.pending()))
         rounds = await asyncio.gather(*(self._round(name) for name in names))
         return sum(delivered for delivered, _ in rounds)
 
@@ -202,12 +213,17 @@ class Delivery:
         if self.is_running:
             raise RuntimeError("delivery is already running")
         loop = asyncio.get_running_loop()
-        self._give_up_removed()
         self._loop = loop
         self._thread = threading.get_ident()
+        # The workers wait for it before their first round: what a removed
+        # sink had queued is given up before anything else is sent.
+        giving_up = asyncio.create_task(self._give_up_removed(), name="delivery give up")
+        self._giving_up = giving_up
         for name, worker in self._workers.items():
             worker.wake.clear()
-            worker.task = asyncio.create_task(self._work(name, worker), name=f"delivery {name}")
+            worker.task = asyncio.create_task(
+                self._work(name, worker, giving_up), name=f"delivery {name}"
+            )
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop every worker: a send in flight is cut off (its entry stays
@@ -215,6 +231,9 @@ class Delivery:
         first looks whether it went through). Waits at most `timeout_s` for
         the workers to end; does nothing when not running."""
         tasks = [w.task for w in self._workers.values() if w.task is not None]
+        if self._giving_up is not None:
+            tasks.append(self._giving_up)
+            self._giving_up = None
         for worker in self._workers.values():
             worker.task = None
         self._loop = self._thread = None
@@ -225,7 +244,7 @@ class Delivery:
         done, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in done:
             if not task.cancelled():
-                task.exception()  # retrieved: a worker ends only by cancellation
+                task.exception()  # retrieved: a task here ends only by cancellation
         for task in pending:
             log.warning("delivery worker did not stop task=%r", task.get_name())
 
@@ -275,15 +294,17 @@ class Delivery:
                 worker.waiting = False  # so that a caller can wait for the round it asked for
                 worker.wake.set()
 
-    async def _work(self, name: str, worker: _Worker) -> None:
-        """One sink's worker: deliver what is due, sleep until the next entry
-        is due or a wake, again, until cancelled."""
+    async def _work(self, name: str, worker: _Worker, giving_up: asyncio.Task[None]) -> None:
+        """One sink's worker: once `giving_up` is over, deliver what is due,
+        sleep until the next entry is due or a wake, again, until
+        cancelled."""
+        await asyncio.wait([giving_up])  # it never raises: it logs
         while True:
             # Cleared before reading: a wake during the round asks for another.
             worker.wake.clear()
             try:
                 _, handled = await self._round(name)
-                next_at = self.outbox.next_due(name)
+                next_at = await self.outbox.next_due(name)
                 worker.store_failures = 0
             except Exception as err:  # the store failing: the worker outlives it
                 worker.store_failures += 1
@@ -318,22 +339,22 @@ class Delivery:
         finally:
             worker.waiting = False
 
-    def _give_up_removed(self) -> None:
+    async def _give_up_removed(self) -> None:
         """Give up the pending entries of sinks no longer configured: no
         worker would ever deliver them."""
         try:
-            pending = self.outbox.pending()
+            pending = await self.outbox.pending()
             for name in sorted(set(pending) - set(self.sinks)):
                 error = f"no sink named {name!r}"
                 count = 0
                 # Each read returns the first pending entry of each
                 # occurrence; giving them up brings the next ones forward.
                 while count < pending[name]:
-                    entries = self.outbox.due(math.inf, self.batch, sink=name)
+                    entries = await self.outbox.due(math.inf, self.batch, sink=name)
                     if not entries:
                         break
                     for entry in entries:
-                        self.outbox.give_up(entry, error, self.clock())
+                        await self.outbox.give_up(entry, error, self.clock())
                     count += len(entries)
                 log.warning("delivery given up sink=%s entries=%d error=%s", name, count, error)
         except Exception as err:  # a store failing now fails every round after: logged there
@@ -348,12 +369,12 @@ class Delivery:
     async def _round(self, name: str) -> tuple[int, int]:
         """Attempt, in order, the entries of sink `name` due now; returns
         (delivered, attempted)."""
-        entries = self.outbox.due(self.clock(), self.batch, sink=name)
+        entries = await self.outbox.due(self.clock(), self.batch, sink=name)
         sink = self.sinks.get(name)
         delivered = 0
         for entry in entries:
             if sink is None:  # a sink removed from the file since it was queued
-                self.outbox.give_up(entry, f"no sink named {name!r}", self.clock())
+                await self.outbox.give_up(entry, f"no sink named {name!r}", self.clock())
             elif await self._attempt(name, sink, entry):
                 delivered += 1
         return delivered, len(entries)
@@ -361,19 +382,21 @@ class Delivery:
     async def _attempt(self, name: str, sink: Sink, entry: Entry) -> bool:
         """One attempt at `entry`, its outcome recorded; True if delivered."""
         worker = self._workers[name]
+        # The outbox's time is not the sink's: read before its attempt's
+        # deadline starts (a failing store fails the round, as `due` does).
+        previous = await self.outbox.receipt(entry.notification, name)
         worker.sending_since = worker.last_attempt_at = self.clock()
         try:
-            async with asyncio.timeout(self.send_timeout_s):
-                previous = self.outbox.receipt(entry.notification, name)
-                receipt = await self._recovered(sink, entry, previous)
+            async with asyncio.timeout(self.send_timeout_s) as deadline:
+                receipt = await self._recovered(sink, entry, previous, deadline)
                 if receipt is None:
                     receipt = await sink.send(entry.notification, previous)
         except SinkError as err:
-            self._failed(worker, entry, str(err), err.permanent, err.retry_after_s)
+            await self._failed(worker, entry, str(err), err.permanent, err.retry_after_s)
             return False
         except TimeoutError:
             error = f"{name}: no answer within {self.send_timeout_s:g}s"
-            self._failed(worker, entry, error, False, None)
+            await self._failed(worker, entry, error, False, None)
             return False
         except Exception as err:  # a sink bug must not stop delivery
             # Neither its message nor a traceback: either may quote a secret
@@ -385,17 +408,17 @@ class Delivery:
                 type(err).__name__,
                 _where(err),
             )
-            self._failed(worker, entry, f"{name}: {type(err).__name__}", False, None)
+            await self._failed(worker, entry, f"{name}: {type(err).__name__}", False, None)
             return False
         finally:
             worker.sending_since = None
-        self.outbox.delivered(entry, receipt, self.clock())
+        await self.outbox.delivered(entry, receipt, self.clock())
         worker.delivered += 1
         worker.last_error = ""
         return True
 
     async def _recovered(
-        self, sink: Sink, entry: Entry, previous: Receipt | None
+        self, sink: Sink, entry: Entry, previous: Receipt | None, deadline: asyncio.Timeout
     ) -> Receipt | None:
         """For a sink that can look: the receipt of an earlier attempt that
         did deliver `entry` though its outcome was lost; None when there is
@@ -418,10 +441,23 @@ class Delivery:
                     entry.notification.id,
                 )
                 return found
-        self.outbox.begin(entry, self.clock())
+        await self._outside(deadline, self.outbox.begin(entry, self.clock()))
         return None
 
-    def _failed(
+    @staticmethod
+    async def _outside(deadline: asyncio.Timeout, write: Awaitable[None]) -> None:
+        """Await `write` (the outbox's) with the sink's `deadline` held
+        still: a slow store is not reported as a sink that did not answer."""
+        loop = asyncio.get_running_loop()
+        when = deadline.when()
+        left = None if when is None else when - loop.time()
+        deadline.reschedule(None)
+        try:
+            await write
+        finally:
+            deadline.reschedule(None if left is None else loop.time() + left)
+
+    async def _failed(
         self,
         worker: _Worker,
         entry: Entry,
@@ -439,7 +475,7 @@ class Delivery:
                 entry.notification.id,
                 error,
             )
-            self.outbox.give_up(entry, error, now)
+            await self.outbox.give_up(entry, error, now)
             return
         delay = self.backoff.delay_s(entry.attempts + 1, retry_after_s)
         log.warning(
@@ -450,7 +486,7 @@ class Delivery:
             delay,
             error,
         )
-        self.outbox.retry(entry, error, now, now + delay)
+        await self.outbox.retry(entry, error, now, now + delay)
 
 
 def _where(err: BaseException) -> str:

@@ -58,6 +58,7 @@ from watchdog.config import load_config
 from watchdog.live import LiveState
 from watchdog.outbox import Outbox
 from watchdog.store import Store
+from watchdog.stored import ThreadedOutbox, worker
 
 SETTLE_S = 10.0
 TICK_S = 1.0  # the daemon's alert loop tick
@@ -109,7 +110,8 @@ class Pipeline:
         self.sink = sink
         self.alerting = Alerting(Policy(settle_s=SETTLE_S))
         self.outbox = Outbox(store)
-        self.delivery = Delivery(self.outbox, {sink.name: sink}, clock)
+        # As the daemon's: delivery awaits the outbox, run on the store's thread.
+        self.delivery = Delivery(ThreadedOutbox(self.outbox, WORKER), {sink.name: sink}, clock)
 
     def commit(self, transitions: list[Transition]) -> None:
         """What `Daemon._commit` stores."""
@@ -127,6 +129,10 @@ class Pipeline:
         if notes:
             self.outbox.put(notes, list(self.delivery.sinks), now)
         return await self.delivery.run_once()
+
+
+# The store's thread, as the daemon's: one for the whole run.
+WORKER = worker()
 
 
 # --- 1. the farm shutdown --------------------------------------------------
@@ -292,7 +298,7 @@ async def _throughput(directory: Path, count: int) -> Throughput:
     notes = notifications(count, clock())
     with Store.open(directory / "state.db", clock=clock) as store:
         outbox = Outbox(store)
-        delivery = Delivery(outbox, {sink.name: sink}, clock)
+        delivery = Delivery(ThreadedOutbox(outbox, WORKER), {sink.name: sink}, clock)
         t0 = time.perf_counter()
         queued = outbox.put(notes, [sink.name], clock())
         t1 = time.perf_counter()

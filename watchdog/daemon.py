@@ -49,7 +49,7 @@ from watchdog.observed import ObservedError, observed_findings, undeclared_alert
 from watchdog.outbox import Outbox
 from watchdog.placement import PlacementChange, new_shared_fate, placement_changes
 from watchdog.preflight import TEMPLATED, preflight
-from watchdog.probe_state import ProbeState
+from watchdog.probe_state import Preloaded, ProbeState
 from watchdog.probes import PROBE_KINDS, HttpClients, HttpSpec, Probe, ProbeResult
 from watchdog.probes.log import LogProbe, LogSpec
 from watchdog.probes.result import inconclusive
@@ -58,6 +58,7 @@ from watchdog.selfcheck import Impairment, LoopMonitor
 from watchdog.silences import SilenceError, Silences
 from watchdog.snapshot import Update
 from watchdog.store import Store, StoreError
+from watchdog.stored import Stored, threaded, worker
 
 __all__ = ["Daemon", "StartError"]
 
@@ -223,8 +224,12 @@ class Daemon:
             password = _secret(self.config.state_password_env, "state.password_env")
             self.secrets.add(password)
         self.store = Store.open(self.config.state, clock=clock, password=password)
-        # The history is written by a thread of its own, in order.
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, "watchdog-store")
+        # The store's one thread: the history is written by it, in order,
+        # and every read and write of the loop (`self.stored`) runs on it too.
+        # Before the loop runs (here), the start-up reads call the store
+        # directly: open incidents, alert state, running maneuvers, what
+        # probes learned.
+        self._writer = worker()
         resumed = {i.node: i.started_at for i in self.store.open_incidents()}
         self.live.resume(resumed)
         self._resumed_incidents = len(resumed)
@@ -241,6 +246,7 @@ class Daemon:
         # Drift alerts from the calls Prometheus saw (see `_observed_loop`).
         self._undeclared: list[Alert] = []
         self._checks = self._build(self.config.probes)
+        self.probe_state.forget(self._checks)  # what removed probes learned
         self.maneuvers = Maneuvers(self.store)
         # Resumed after a restart: maneuvers still running are still watched.
         self.watched = self.maneuvers.watched()
@@ -268,12 +274,23 @@ class Daemon:
         self.alerting.restore(self.alert_state.load())
         self.outbox = Outbox(self.store)
         self.silences = Silences(self.store, since=clock())
+        # What the loop awaits: nothing on it waits for the store. The sync
+        # objects above are for the start-up reads (and tests), never the loop.
+        self.stored: Stored = threaded(
+            self._writer,
+            store=self.store,
+            outbox=self.outbox,
+            alert_state=self.alert_state,
+            probe_state=self.probe_state,
+            maneuvers=self.maneuvers,
+            silences=self.silences,
+        )
         self.api_token = os.environ.get(TOKEN_ENV) or None
         if self.api_token is not None:
             self.secrets.add(self.api_token)
         self.alert_rounds = 0
         self._refreshed: dict[str, float] = {}
-        self.delivery = Delivery(self.outbox, {s.name: s for s in self.sinks}, clock)
+        self.delivery = Delivery(self.stored.outbox, {s.name: s for s in self.sinks}, clock)
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: ApiLink | None = None
@@ -296,10 +313,12 @@ class Daemon:
         """The daemon's clock."""
         return self.clock()
 
-    def incidents(self, since: float, node: str | None = None) -> list[dict[str, Any]]:
-        """Incidents open at any time since `since`, as JSON."""
+    async def incidents(self, since: float, node: str | None = None) -> list[dict[str, Any]]:
+        """Incidents open at any time since `since`, as JSON (read by the
+        store's thread)."""
+        found = await self.stored.incidents.incidents(since, node)
         now = self.clock()
-        return [i.to_json(now) for i in self.store.incidents(since, node)]
+        return [i.to_json(now) for i in found]
 
     async def reload(self) -> Reload:
         """Read the file again; put it in force if it is valid, else keep the
@@ -348,10 +367,21 @@ class Daemon:
             new_shared_fate, self.config.topology, config.topology, moved
         )
         removed = set(self.config.topology.nodes) - set(config.topology.nodes)
+        # What the probes new or changed by the file learned before, read
+        # now by the store's thread: made on the loop, they read it from here.
+        kept = set(self.config.probes)
+        fresh = [p.key for p in config.probes if p not in kept]
+        try:
+            loaded = await self.stored.probe_state.load_many(fresh)
+        except StoreError as err:  # the reload goes on: those probes learn afresh
+            log.error("cannot read what new probes learned: %s", err)
+            loaded = {key: {} for key in fresh}
+        state = Preloaded(self.probe_state, loaded)
         self.config = config
         self.router = router
-        self._checks = self._build(config.probes)
-        self.latency.replace(config.probes)
+        self._checks = self._build(config.probes, state)
+        self._write(self.probe_state.forget, list(self._checks))
+        self.latency.replace(config.probes, state)
         transitions = self.live.replace(config.topology, config.probes)
         if removed:
             # Nothing will report them up again: their open incidents end now
@@ -360,12 +390,12 @@ class Daemon:
             log.info("reload removed nodes=%d", len(removed))
         self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
-        self._placed(moved, created)
+        await self._placed(moved, created)
         self.metrics.reloaded(True, self.clock())
         log.info("reloaded nodes=%d probes=%d", len(config.topology), len(config.probes))
         return Reload(True)
 
-    def _placed(self, moved: list[PlacementChange], created: list[Finding]) -> None:
+    async def _placed(self, moved: list[PlacementChange], created: list[Finding]) -> None:
         """Tell the placement changes of a reload: a transition line each, and
         a notice for the shared fate they created."""
         for change in moved:
@@ -386,7 +416,7 @@ class Daemon:
                 summary=f"a placement change created shared fate: {finding.message}",
                 started_at=now,
             )
-            self.announce(Notification(f"{alert.key}@{now:.3f}", alert, "notice", now))
+            await self.announce(Notification(f"{alert.key}@{now:.3f}", alert, "notice", now))
 
     # --- running ----------------------------------------------------------
 
@@ -465,7 +495,7 @@ class Daemon:
         await self.scheduler.shutdown(grace_s=min(1.0, left(0.25)))
         # A send cut off here is tried again at the next start.
         await self.delivery.stop(timeout_s=min(1.0, left(0.3)))
-        self.save_learned()
+        await self.save_learned()
         closing = [self._clients.aclose(), *(sink.aclose() for sink in self.sinks)]
         if self._sink_client is not None:
             closing.append(self._sink_client.aclose())
@@ -477,25 +507,26 @@ class Daemon:
         for _, probe in self._logs.values():
             probe.close()
         await asyncio.wait({api}, timeout=left())
-        # What the store's thread was given is written before the store closes.
+        # What the store's thread was given is written before the store
+        # closes, by that thread too (closing a Postgres connection talks).
+        self._writer.submit(self.store.close)
         await asyncio.to_thread(self._writer.shutdown, wait=True)
-        self.store.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("stopped")
 
-    def save_learned(self) -> None:
+    async def save_learned(self) -> None:
         """Save what the probes learned (latency baselines), so that a
         restart does not learn it again; failures are logged."""
         try:
-            self.latency.save(self.clock())
+            await self.stored.probe_state.save_many(self.latency.saved(), self.clock())
         except StoreError as err:
             log.error("cannot save what probes learned: %s", err)
 
     async def _save_loop(self) -> None:
         while True:
             await asyncio.sleep(SAVE_INTERVAL_S)
-            self.save_learned()
+            await self.save_learned()
 
     async def _observed_loop(self) -> None:
         """With a Prometheus in the file (`defaults.prometheus`), the calls
@@ -547,7 +578,7 @@ class Daemon:
 
     async def api_call(self, op: str, args: Mapping[str, Any]) -> Any:
         """Do what the API process asks (on the daemon's loop); JSON-shaped
-        answers. Store reads run in a thread; `CallError` for a refusal, and
+        answers. Store calls run on the store's thread; `CallError` for a refusal, and
         a 503 when the store cannot answer (a Postgres server gone): why is
         in the daemon's log, never in the answer (it names the database)."""
         try:
@@ -562,14 +593,14 @@ class Daemon:
         if op == "registry":
             return await asyncio.to_thread(generate_latest, self.registry)
         if op == "outbox_counts":
-            counts = await asyncio.to_thread(self.outbox.counts)
+            counts = await self.stored.outbox.counts()
             return [[sink, state, n] for (sink, state), n in sorted(counts.items())]
         if op == "incidents":
-            return await asyncio.to_thread(self.incidents, args["since"], args["node"])
+            return await self.incidents(args["since"], args["node"])
         if op == "maneuvers":
-            return [m.to_json() for m in await asyncio.to_thread(self.maneuvers.recent)]
+            return [m.to_json() for m in await self.stored.maneuvers.recent()]
         if op == "silences":
-            active = await asyncio.to_thread(self.silences.active, self.clock())
+            active = await self.stored.silences.active(self.clock())
             return [x.to_json() for x in active]
         if op == "reload":
             # The update is queued before the answer: the API answers from
@@ -577,34 +608,37 @@ class Daemon:
             outcome = await self.reload()
             return outcome.ok, list(outcome.problems)
         try:
-            return self._change(op, args)
+            return await self._change(op, args)
         except (ManeuverError, SilenceError) as err:
             raise CallError(err.status, str(err)) from None
 
-    def _change(self, op: str, args: Mapping[str, Any]) -> Any:
-        """The API's calls that change the daemon: maneuvers and silences."""
+    async def _change(self, op: str, args: Mapping[str, Any]) -> Any:
+        """The API's calls that change the daemon: maneuvers and silences,
+        judged on the live state as it is now (a copy: the store's thread
+        reads it while the probes go on)."""
         now = self.clock()
+        maneuvers, silences = self.stored.maneuvers, self.stored.silences
         if op == "maneuver_start":
-            maneuver, note = self.maneuvers.start(
-                self.live,
+            maneuver, note = await maneuvers.start(
+                self.live.view(),
                 [Action(kind, node) for kind, node in args["actions"]],
                 by=args["by"],
                 reason=args["reason"],
                 force=args["force"],
                 at=now,
             )
-            self.announce(note)
-            self.watch()
+            await self.announce(note)
+            self.watch(await maneuvers.watched())
             return maneuver.to_json(), 409 if maneuver.state == "refused" else 201
         if op == "maneuver_end":
-            maneuver, note = self.maneuvers.end(self.live, args["ident"], now)
-            self.announce(note)
-            self.watch()
+            maneuver, note = await maneuvers.end(self.live.view(), args["ident"], now)
+            await self.announce(note)
+            self.watch(await maneuvers.watched())
             return maneuver.to_json()
         if op == "silence_add":
             label = args["label"]
-            silence, note = self.silences.add(
-                self.live,
+            silence, note = await silences.add(
+                self.live.view(),
                 node=args["node"],
                 label=tuple(label) if label is not None else None,
                 duration_s=args["duration_s"],
@@ -613,12 +647,12 @@ class Daemon:
                 force=args["force"],
                 at=now,
             )
-            self.announce(note)
+            await self.announce(note)
             return silence.to_json()
         if op == "silence_expire":
-            expired, notice = self.silences.expire(args["ident"], now)
+            expired, notice = await silences.expire(args["ident"], now)
             if notice is not None:
-                self.announce(notice)
+                await self.announce(notice)
             return expired.to_json()
         raise CallError(404, f"no such call {op!r}")
 
@@ -820,11 +854,11 @@ class Daemon:
                 out[probe.node] = out.get(probe.node, ()) + reasons
         return out
 
-    def watch(self) -> None:
-        """Bring the close watch up to date with the running maneuvers: the
-        critical nodes they impact are probed at least every
-        `WATCH_INTERVAL_S`, and their alerts skip the settle window."""
-        watched = self.maneuvers.watched()
+    def watch(self, watched: frozenset[str]) -> None:
+        """Bring the close watch up to date with the running maneuvers'
+        `watched` nodes (`Maneuvers.watched`): the critical nodes they
+        impact are probed at least every `WATCH_INTERVAL_S`, and their
+        alerts skip the settle window."""
         if watched != self.watched:
             self.watched = watched
             self.scheduler.replace(self._scheduled(self.config.probes))
@@ -844,10 +878,10 @@ class Daemon:
             for p in probes
         )
 
-    def announce(self, notification: Notification) -> None:
+    async def announce(self, notification: Notification) -> None:
         """Queue a notification for every sink (maneuvers); the alert loop
         delivers it."""
-        self._queue([notification], self.clock())
+        await self._queue([notification], self.clock())
 
     async def alert_once(self) -> int:
         """One round of the alert loop: the rules over the live state, what
@@ -857,9 +891,9 @@ class Daemon:
         self.alert_rounds += 1
         self.metrics.alert_rounds.inc()
         # Silences whose time ran out are announced, as those ended by hand.
-        ended = self.silences.ended(self.clock())
+        ended = await self.stored.silences.ended(self.clock())
         if ended:
-            self._queue([notice for _, notice in ended], self.clock())
+            await self._queue([notice for _, notice in ended], self.clock())
         if not self.live.settled:
             return 0
         # A storm's causes are worked out a slice per turn of the loop: all
@@ -888,12 +922,12 @@ class Daemon:
         if notes or len(self.alerting.alerts) != before:
             self._changed.set()  # the API shows the alerts in force
         if notes:
-            notes = self._unmuted(notes, now)
+            notes = await self._unmuted(notes, now)
         # Queued first, then the alert state: a crash between the two makes
         # the same notifications again, with the same ids, which the outbox
         # takes once.
-        self._queue(notes, now)
-        self.alert_state.save(self.alerting.take_changes(), now)
+        await self._queue(notes, now)
+        await self.stored.alert_state.save(self.alerting.take_changes(), now)
         await self._refresh(now)
         return len(notes)
 
@@ -913,8 +947,8 @@ class Daemon:
                 for n in self.alerting.firing(now)
                 if sink.name in self.router.decide(n.alert).sinks
             ]
-            for note in self._unmuted(routed, now) if routed else ():
-                receipt = self.outbox.receipt(note, sink.name)
+            for note in await self._unmuted(routed, now) if routed else ():
+                receipt = await self.stored.outbox.receipt(note, sink.name)
                 if receipt is not None:  # not yet delivered: the outbox sends it
                     firing.append((note, receipt))
             try:
@@ -922,27 +956,32 @@ class Daemon:
             except SinkError as err:
                 log.warning("alertmanager refresh failed sink=%s error=%s", sink.name, err)
 
-    def _unmuted(self, notes: list[Notification], now: float) -> list[Notification]:
+    async def _unmuted(self, notes: list[Notification], now: float) -> list[Notification]:
         """`notes` without those a silence in force mutes (silences read once)."""
-        active, topology = self.silences.active(now), self.live.topology
-        return [n for n in notes if self.silences.muting(n.alert, topology, now, active) is None]
+        silences = self.stored.silences
+        active, topology = await silences.active(now), self.live.topology
+        return [n for n in notes if silences.muting(n.alert, topology, now, active) is None]
 
-    def _queue(self, notes: list[Notification], now: float) -> None:
+    async def _queue(self, notes: list[Notification], now: float) -> None:
         """Each notification into the outbox for the sinks its route names."""
         by_sinks: dict[tuple[str, ...], list[Notification]] = {}
         for note in notes:
             by_sinks.setdefault(self.router.decide(note.alert).sinks, []).append(note)
         for sinks, group in by_sinks.items():
-            self.outbox.put(group, list(sinks), now)
+            await self.stored.outbox.put(group, list(sinks), now)
         if notes:
             self.delivery.wake()
 
     # --- the probe loop ---------------------------------------------------
 
-    def _build(self, probes: tuple[ProbeConfig, ...]) -> dict[str, Probe]:
+    def _build(
+        self, probes: tuple[ProbeConfig, ...], state: ProbeState | None = None
+    ) -> dict[str, Probe]:
         """A probe for each of `probes`; a log probe whose settings did not
         change is kept (its open files and what it learned), the others are
-        made anew, and those gone are closed and their saved state dropped."""
+        made anew, and those gone are closed (their saved state is the
+        caller's to drop: `ProbeState.forget`). New log probes read what
+        they learned from `state` (by default, the store)."""
         checks: dict[str, Probe] = {}
         logs: dict[str, tuple[ProbeConfig, LogProbe]] = {}
         for p in probes:
@@ -958,7 +997,7 @@ class Daemon:
                     probe = LogProbe(
                         p.spec,
                         p.key,
-                        state=self.probe_state,
+                        state=state or self.probe_state,
                         clock=self.clock,
                         interval_s=p.schedule.interval_s,
                     )
@@ -968,7 +1007,6 @@ class Daemon:
             gone.close()
         self._logs = logs
         self._anomalies = {k: v for k, v in self._anomalies.items() if k in checks}
-        self.probe_state.forget(checks)
         return checks
 
     async def _check(self, probe: ProbeConfig) -> None:
@@ -1058,8 +1096,9 @@ class Daemon:
             )
 
     def _write(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Run `call` on the store's thread, after what was asked before it;
-        a failure is logged (the history has a gap, the daemon goes on)."""
+        """Run `call` on the store's thread, after what was asked before it,
+        without waiting for it; a failure is logged (the history has a gap,
+        the daemon goes on)."""
 
         def write() -> None:
             try:

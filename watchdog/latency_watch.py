@@ -39,11 +39,12 @@ class LatencyWatch:
         # Probes whose view changed since `take_changes` last said.
         self._dirty: set[str] = set()
 
-    def replace(self, probes: Iterable[ProbeConfig]) -> None:
+    def replace(self, probes: Iterable[ProbeConfig], state: ProbeState | None = None) -> None:
         """Follow the probes of the file: a probe whose target or checks
         changed learns afresh (the operator's way to re-learn a baseline:
         change it, reload); a new one starts from what was saved for it, if
-        it was saved for the same spec."""
+        it was saved for the same spec (read from `state`, by default the
+        watch's own)."""
         baselines: dict[str, LatencyBaseline] = {}
         specs: dict[str, str] = {}
         nodes: dict[str, str] = {}
@@ -59,7 +60,7 @@ class LatencyWatch:
             elif probe.key in self._baselines:
                 baselines[probe.key] = LatencyBaseline(self.rules)
             else:
-                baselines[probe.key] = self._load(probe.key, probe.spec)
+                baselines[probe.key] = self._load(probe.key, probe.spec, state or self.state)
         self._dirty |= set(self._baselines) | set(baselines)
         self._baselines, self._specs, self._nodes = baselines, specs, nodes
 
@@ -100,18 +101,20 @@ class LatencyWatch:
         baseline = self._baselines.get(key)
         return None if baseline is None else baseline.view(self._nodes[key], key).details()
 
+    def saved(self) -> dict[str, dict[str, bytes]]:
+        """Every baseline as `ProbeState.save_many` takes it: taken where
+        the baselines change (the loop), saved by whoever saves."""
+        return {
+            key: {_PART: json.dumps({"spec": self._specs[key], "baseline": b.state()}).encode()}
+            for key, b in self._baselines.items()
+        }
+
     def save(self, now: float) -> None:
         """Save every baseline, in one transaction."""
-        self.state.save_many(
-            {
-                key: {_PART: json.dumps({"spec": self._specs[key], "baseline": b.state()}).encode()}
-                for key, b in self._baselines.items()
-            },
-            now,
-        )
+        self.state.save_many(self.saved(), now)
 
-    def _load(self, key: str, spec: object) -> LatencyBaseline:
-        saved = self.state.load(key).get(_PART)
+    def _load(self, key: str, spec: object, state: ProbeState) -> LatencyBaseline:
+        saved = state.load(key).get(_PART)
         if saved is None:
             return LatencyBaseline(self.rules)
         try:

@@ -95,6 +95,10 @@ class LiveView:
             )
         return out
 
+    def what_if(self, actions: Sequence[Action]) -> Impact:
+        """The blast radius of `actions` on top of what was observed then."""
+        return what_if(self.topology, self.observed, actions)
+
 
 @dataclass(frozen=True, slots=True)
 class Drift:
@@ -435,6 +439,21 @@ class LiveState:
         """Every node (or those named): observed and effective state, since
         when, why, and its probes."""
         return self._view().status(nodes)
+
+    def view(self) -> LiveView:
+        """The live state now, copied: safe to read from another thread
+        (the store's worker judges maneuvers and silences on it) while
+        this one changes."""
+        return LiveView(
+            topology=self._topology,
+            states=self._states,
+            observed=dict(self._observed),
+            since=dict(self._since),
+            probes_of={node: tuple(keys) for node, keys in self._by_node.items()},
+            last=dict(self._last),
+            drift=(),
+            ready=self.ready,
+        )
 
     def _view(self) -> LiveView:
         return LiveView(

@@ -17,7 +17,7 @@ from typing import Any
 
 from alerts.model import Alert, Impacted, Notification, Severity
 from topology import Action, Impact, State, Verdict
-from watchdog.live import LiveState
+from watchdog.live import LiveState, LiveView
 from watchdog.refusal import Refused
 from watchdog.store import Store
 
@@ -80,7 +80,7 @@ class Maneuvers:
 
     def start(
         self,
-        live: LiveState,
+        live: LiveState | LiveView,
         actions: Sequence[Action],
         *,
         by: str,
@@ -119,7 +119,9 @@ class Maneuvers:
         maneuver = self.get(int(ident))
         return maneuver, _announce(maneuver, impact, at)
 
-    def end(self, live: LiveState, ident: int, at: float) -> tuple[Maneuver, Notification]:
+    def end(
+        self, live: LiveState | LiveView, ident: int, at: float
+    ) -> tuple[Maneuver, Notification]:
         """End a running maneuver: check that every node it impacted is up
         again; the announcement (a notice) says which are not."""
         maneuver = self.get(ident)

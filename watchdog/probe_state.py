@@ -3,15 +3,18 @@ relearn it: a log probe's file offsets, anomaly baselines and Drain
 templates, an HTTP or TCP probe's latency baseline. Each probe saves named
 parts, as bytes, all of a save in one transaction.
 
-The concern's interface: `load`, `save`, `save_many`, `forget`."""
+The concern's interface: `load`, `load_many`, `save`, `save_many`, `forget`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from watchdog.store import Store
 
-__all__ = ["ProbeState"]
+__all__ = ["Preloaded", "ProbeState"]
+
+# Probes read per query by `load_many`: within any backend's parameter limit.
+_CHUNK = 500
 
 
 class ProbeState:
@@ -28,6 +31,23 @@ class ProbeState:
             (probe,),
         )
         return {part: bytes(data) for part, data in rows}
+
+    def load_many(self, probes: Iterable[str]) -> dict[str, dict[str, bytes]]:
+        """`load` for each of `probes`, in few queries: every probe named,
+        by name (empty parts when none were saved)."""
+        names = sorted(set(probes))
+        out: dict[str, dict[str, bytes]] = {name: {} for name in names}
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            rows = self.store.query(
+                "cannot read probe state",
+                "SELECT probe, part, data FROM probe_state"
+                f" WHERE probe IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for probe, part, data in rows:
+                out[probe][part] = bytes(data)
+        return out
 
     def save(self, probe: str, parts: Mapping[str, bytes], at: float) -> None:
         """Replace the given parts of `probe`'s state, all or none."""
@@ -59,3 +79,19 @@ class ProbeState:
         where = f"WHERE probe NOT IN ({marks})" if names else ""
         with self.store.transaction("cannot forget probe state") as tx:
             return tx.execute(f"DELETE FROM probe_state {where}", names).changed
+
+
+class Preloaded(ProbeState):
+    """`state` whose `load` answers from what `load_many` read beforehand
+    (off the loop), for the probes it read; saves go to the store as
+    `state`'s do. For the probes a reload makes, on the loop: they read
+    what they learned without the loop waiting for the store."""
+
+    def __init__(self, state: ProbeState, loaded: Mapping[str, Mapping[str, bytes]]) -> None:
+        super().__init__(state.store)
+        self._loaded = loaded
+
+    def load(self, probe: str) -> dict[str, bytes]:
+        """What was read for `probe` beforehand; read now if it was not."""
+        found = self._loaded.get(probe)
+        return dict(found) if found is not None else super().load(probe)

@@ -18,7 +18,7 @@ from typing import Any
 
 from alerts.model import Alert, Notification, Severity
 from topology import Action, Topology, Verdict, format_duration, what_if
-from watchdog.live import LiveState
+from watchdog.live import LiveState, LiveView
 from watchdog.refusal import Refused
 from watchdog.store import Store
 
@@ -91,7 +91,7 @@ class Silences:
 
     def add(
         self,
-        live: LiveState,
+        live: LiveState | LiveView,
         *,
         node: str | None,
         label: tuple[str, str] | None,

@@ -7,7 +7,8 @@ that keep tables of their own in the store (outbox, probe state, maneuvers,
 silences, alert state) is written once for both.
 
 Synchronous and fast (one short transaction per `record`): the asyncio daemon
-either calls it through `asyncio.to_thread` or accepts the short blocking. A
+never calls it on its loop, but through `watchdog.stored` (every call on the
+store's one worker thread, in order). A
 `Store` is safe to use from any thread, one call at a time (a lock serialises
 calls); several processes may open the same store (the CLI reading while the
 daemon writes), which SQLite's WAL mode and busy timeout allow, and

@@ -500,7 +500,7 @@ def test_a_running_maneuver_makes_the_probes_of_its_critical_nodes_run_more_ofte
         maneuver, _ = daemon.maneuvers.start(
             daemon.live, [Action("shutdown", "farm")], by="alice", reason="r", force=True, at=1.0
         )
-        daemon.watch()
+        daemon.watch(daemon.maneuvers.watched())
         intervals = {k: p.schedule.interval_s for k, p in daemon.scheduler.probes.items()}
         # workflow is critical and impacted; search is impacted but not critical.
         assert intervals == {"farm#0": 60.0, "workflow#0": WATCH_INTERVAL_S, "search#0": 60.0}
@@ -512,7 +512,7 @@ def test_a_running_maneuver_makes_the_probes_of_its_critical_nodes_run_more_ofte
     try:
         assert daemon.scheduler.probes["workflow#0"].schedule.interval_s == WATCH_INTERVAL_S
         daemon.maneuvers.end(daemon.live, maneuver.id, 2.0)
-        daemon.watch()
+        daemon.watch(daemon.maneuvers.watched())
         assert daemon.scheduler.probes["workflow#0"].schedule.interval_s == 60.0
     finally:
         daemon.store.close()

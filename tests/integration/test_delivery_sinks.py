@@ -17,6 +17,7 @@ import pytest
 from clocks import Clock
 from http_wire import Recorder
 from slack_server import Fault, SlackServer
+from stored_async import threaded
 from waiting import until
 
 from alerts.delivery import Delivery
@@ -88,7 +89,7 @@ async def test_a_hanging_slack_does_not_delay_the_webhook(
         hook = WebhookSink(f"http://127.0.0.1:{server.port}/hook", client)
         sink = slack_sink(slack)
         delivery = Delivery(
-            outbox, {"slack": sink, "webhook": hook}, clock, send_timeout_s=SEND_TIMEOUT_S
+            threaded(outbox), {"slack": sink, "webhook": hook}, clock, send_timeout_s=SEND_TIMEOUT_S
         )
         async with delivery.running():
             # Received, then marked delivered once the answer is read: wait for both.
@@ -113,7 +114,7 @@ async def test_a_hanging_slack_does_not_delay_the_webhook(
     # Slack answers again; the next start delivers what it missed, in order.
     slack.release.set()
     sink = slack_sink(slack)
-    async with Delivery(outbox, {"slack": sink}, clock).running():
+    async with Delivery(threaded(outbox), {"slack": sink}, clock).running():
         await until(
             lambda: outbox.counts() == {("slack", "delivered"): 2, ("webhook", "delivered"): 2},
             awaited="slack's deliveries",

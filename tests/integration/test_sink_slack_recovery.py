@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from clocks import Clock
 from slack_server import Fault, SlackServer
+from stored_async import threaded
 from waiting import until
 
 from alerts.delivery import Backoff, Delivery
@@ -63,7 +64,7 @@ def note(event: Any, at: float) -> Notification:
 
 
 def delivery(store: Store, sink: SlackSink, clock: Clock) -> Delivery:
-    return Delivery(Outbox(store), {"slack": sink}, clock, backoff=Backoff(base_s=1.0))
+    return Delivery(threaded(Outbox(store)), {"slack": sink}, clock, backoff=Backoff(base_s=1.0))
 
 
 @pytest.mark.parametrize("channel", ["#incidents", "C0INCIDENTS"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from slack_server import Fault, SlackServer
+from stored_async import threaded
 
 from alerts.delivery import Delivery
 from alerts.model import Alert, Impacted, Notification, Receipt, SinkError
@@ -272,7 +273,7 @@ async def test_a_delivery_that_fails_so_logs_no_secret(
     with Store.open(tmp_path / "state.db", clock=lambda: T0) as store:
         outbox = Outbox(store)
         outbox.put([note("firing", T0)], ["slack"], T0)
-        delivered = await Delivery(outbox, {"slack": web(slack)}, lambda: T0).run_once()
+        delivered = await Delivery(threaded(outbox), {"slack": web(slack)}, lambda: T0).run_once()
 
     assert delivered == 0
     assert "slack chat.postMessage channel '#incidents': error (http 502)" in caplog.text

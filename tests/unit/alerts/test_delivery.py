@@ -1,19 +1,23 @@
-"""Delivery with a worker per sink, on the real outbox in SQLite, with
+"""Delivery with a worker per sink, on the real outbox (SQLite, Postgres)
+awaited as the daemon awaits it (its calls on a worker thread), with
 recording sinks and a clock set by hand: a sink that hangs, fails or throttles
 delays only itself; order per occurrence, backoff, wakes, stopping with a send
-in flight, and sink bugs logged without their message."""
+in flight, sink bugs logged without their message, and a slow outbox write
+not taken for a sink that does not answer."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import threading
 from collections.abc import Iterator
 from types import MappingProxyType
 
 import pytest
 from clocks import Clock
 from postgres_server import Backend
+from stored_async import threaded
 from waiting import until
 
 from alerts.delivery import Backoff, Delivery, Entry
@@ -128,7 +132,9 @@ async def test_it_delivers_to_one_sink_while_another_hangs(outbox: Outbox) -> No
     clock = Clock(T0)
     slow, hook = Recording("slow"), Recording("webhook")
     slow.hang = True
-    delivery = Delivery(outbox, {"slow": slow, "webhook": hook}, clock, send_timeout_s=3600)
+    delivery = Delivery(
+        threaded(outbox), {"slow": slow, "webhook": hook}, clock, send_timeout_s=3600
+    )
     outbox.put([FIRING, RESOLVED], ["slow", "webhook"], T0)
 
     async with delivery.running():
@@ -152,7 +158,7 @@ async def test_a_sink_that_times_out_retries_on_its_own_schedule(outbox: Outbox)
     slow, hook = Recording("slow"), Recording("webhook")
     slow.hang = True
     delivery = Delivery(
-        outbox,
+        threaded(outbox),
         {"slow": slow, "webhook": hook},
         clock,
         backoff=Backoff(base_s=30),
@@ -182,7 +188,7 @@ async def test_it_keeps_the_order_of_each_occurrence(outbox: Outbox) -> None:
     for first, second in zip(a, b, strict=True):  # queued interleaved, a round apart
         outbox.put([first, second], ["webhook"], T0)
 
-    async with Delivery(outbox, {"webhook": hook}, clock).running():
+    async with Delivery(threaded(outbox), {"webhook": hook}, clock).running():
         await until(lambda: len(hook.sent) == 6, awaited="six deliveries")
 
     assert ids(hook) == [a[0].id, b[0].id, a[1].id, b[1].id, a[2].id, b[2].id]
@@ -203,7 +209,9 @@ async def test_it_backs_off_and_honours_retry_after(outbox: Outbox) -> None:
             SinkError("slack: ratelimited", permanent=False, retry_after_s=120),
         ],
     )
-    delivery = Delivery(outbox, {"slack": slack}, clock, backoff=Backoff(base_s=10, max_s=60))
+    delivery = Delivery(
+        threaded(outbox), {"slack": slack}, clock, backoff=Backoff(base_s=10, max_s=60)
+    )
     outbox.put([FIRING, RESOLVED], ["slack"], T0)
 
     async with delivery.running():
@@ -234,7 +242,7 @@ async def test_it_backs_off_and_honours_retry_after(outbox: Outbox) -> None:
 async def test_a_wake_from_any_thread_delivers_what_was_queued(outbox: Outbox) -> None:
     clock = Clock(T0)
     slack, hook = Recording("slack"), Recording("webhook")
-    delivery = Delivery(outbox, {"slack": slack, "webhook": hook}, clock)
+    delivery = Delivery(threaded(outbox), {"slack": slack, "webhook": hook}, clock)
     delivery.wake()  # not running: nothing to wake, no error
 
     async with delivery.running():
@@ -258,7 +266,7 @@ async def test_stopping_cuts_off_a_send_in_flight_which_is_retried_later(
     clock = Clock(T0)
     slack = Recording("slack")
     slack.hang = True
-    delivery = Delivery(outbox, {"slack": slack}, clock, send_timeout_s=3600)
+    delivery = Delivery(threaded(outbox), {"slack": slack}, clock, send_timeout_s=3600)
     outbox.put([FIRING], ["slack"], T0)
 
     delivery.start()
@@ -286,13 +294,13 @@ async def test_a_recoverable_sink_cut_off_mid_send_is_asked_before_sending_again
     slack = Finding("slack")
     slack.hang = True  # posted, then the answer never comes
     outbox.put([FIRING, RESOLVED], ["slack"], T0)
-    delivery = Delivery(outbox, {"slack": slack}, clock, send_timeout_s=3600)
+    delivery = Delivery(threaded(outbox), {"slack": slack}, clock, send_timeout_s=3600)
     async with delivery.running():
         await until(lambda: slack.posted, awaited="the first post")
     assert slack.cancelled == 1
 
     slack.hang = False
-    async with Delivery(outbox, {"slack": slack}, clock).running() as restarted:
+    async with Delivery(threaded(outbox), {"slack": slack}, clock).running() as restarted:
         await until(lambda: outbox.counts() == {("slack", "delivered"): 2}, awaited="delivery")
         assert restarted.status()["slack"].delivered == 2
     assert slack.lookups == [FIRING.id]  # looked up once, found: not posted again
@@ -307,7 +315,7 @@ async def test_a_sink_bug_is_logged_without_its_message_and_retried(
 ) -> None:
     clock = Clock(T0)
     buggy = Recording("buggy", [KeyError(f"Authorization: Bearer {SECRET}")])
-    delivery = Delivery(outbox, {"buggy": buggy}, clock, backoff=Backoff(base_s=5))
+    delivery = Delivery(threaded(outbox), {"buggy": buggy}, clock, backoff=Backoff(base_s=5))
     outbox.put([FIRING], ["buggy"], T0)
 
     with caplog.at_level(logging.DEBUG, logger="alerts.delivery"):
@@ -353,7 +361,7 @@ async def test_a_worker_outlives_a_failing_store_and_backs_off(
 ) -> None:
     outbox = Failing(store, times=2)
     hook = Recording("webhook")
-    delivery = Delivery(outbox, {"webhook": hook}, Clock(T0))
+    delivery = Delivery(threaded(outbox), {"webhook": hook}, Clock(T0))
     outbox.put([FIRING], ["webhook"], T0)
 
     with caplog.at_level(logging.ERROR, logger="alerts.delivery"):
@@ -380,7 +388,7 @@ async def test_starting_gives_up_what_a_removed_sink_had_queued(
     outbox.retry(gone, "gone: 500", T0, T0 + 3600)  # not due for an hour: given up all the same
 
     with caplog.at_level(logging.WARNING, logger="alerts.delivery"):
-        async with Delivery(outbox, {"webhook": hook}, clock).running():
+        async with Delivery(threaded(outbox), {"webhook": hook}, clock).running():
             await until(lambda: len(hook.sent) == 2, awaited="the webhook's deliveries")
 
     assert outbox.counts() == {("gone", "failed"): 2, ("webhook", "delivered"): 2}
@@ -388,7 +396,7 @@ async def test_starting_gives_up_what_a_removed_sink_had_queued(
 
 
 async def test_run_once_is_refused_while_running_and_start_twice(outbox: Outbox) -> None:
-    delivery = Delivery(outbox, {"webhook": Recording("webhook")}, Clock(T0))
+    delivery = Delivery(threaded(outbox), {"webhook": Recording("webhook")}, Clock(T0))
     async with delivery.running():
         assert delivery.is_running
         with pytest.raises(RuntimeError) as running:
@@ -408,9 +416,48 @@ async def test_run_once_reads_each_sink_on_its_own(outbox: Outbox) -> None:
     flood = [note("firing", f"outage:n{i}") for i in range(5)]
     outbox.put(flood, ["busy"], T0)
     outbox.put([FIRING], ["quiet"], T0)
-    delivery = Delivery(outbox, {"busy": busy, "quiet": quiet}, clock, batch=3)
+    delivery = Delivery(threaded(outbox), {"busy": busy, "quiet": quiet}, clock, batch=3)
 
     assert await delivery.run_once() == 4  # a full batch for one sink leaves the other its own
     assert ids(busy) == [n.id for n in flood[:3]]
     assert ids(quiet) == [FIRING.id]
     assert await delivery.run_once() == 2
+
+
+class HeldBegin(Outbox):
+    """The real outbox, whose `begin` waits (on the store's thread) until
+    the test lets it go, as a slow database's write does."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def begin(self, entry: Entry, at: float) -> None:
+        self.entered.set()
+        if not self.go.wait(timeout=30):  # bounded: a broken test fails, never hangs
+            raise AssertionError("begin was never let go")
+        super().begin(entry, at)
+
+
+async def test_a_slow_outbox_write_is_not_counted_as_the_sink_not_answering(
+    store: Store,
+) -> None:
+    outbox = HeldBegin(store)
+    slack = Finding("slack")
+    outbox.put([FIRING], ["slack"], T0)
+    # A deadline far shorter than the write is held: were the write inside
+    # it, the attempt would fail as the sink's timeout.
+    delivery = Delivery(threaded(outbox), {"slack": slack}, Clock(T0), send_timeout_s=0.05)
+
+    async with delivery.running():
+        await until(outbox.entered.is_set, awaited="the attempt's begin")
+        for _ in range(6):  # well past the 50 ms deadline, the write still held
+            await asyncio.sleep(0.05)
+        outbox.go.set()
+        await until(lambda: ids(slack) == [FIRING.id], awaited="the delivery")
+        await settled(delivery, "slack")
+        status = delivery.status()["slack"]
+
+    assert (status.delivered, status.failures, status.last_error) == (1, 0, "")
+    assert outbox.counts() == {("slack", "delivered"): 1}

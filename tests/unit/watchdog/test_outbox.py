@@ -11,6 +11,7 @@ from types import MappingProxyType
 import pytest
 from clocks import Clock
 from postgres_server import Backend
+from stored_async import threaded
 
 from alerts.codec import dumps, loads
 from alerts.delivery import Backoff, Delivery
@@ -81,7 +82,7 @@ async def test_it_delivers_each_notification_once_per_sink(store: Store) -> None
     clock = Clock(1000.0)
     outbox = Outbox(store)
     slack, am = Recording("slack"), Recording("alertmanager")
-    delivery = Delivery(outbox, {"slack": slack, "alertmanager": am}, clock)
+    delivery = Delivery(threaded(outbox), {"slack": slack, "alertmanager": am}, clock)
 
     assert outbox.put([note()], ["slack", "alertmanager"], clock.now) == 2
     assert outbox.put([note()], ["slack", "alertmanager"], clock.now) == 0  # queued once
@@ -95,7 +96,7 @@ async def test_it_delivers_each_notification_once_per_sink(store: Store) -> None
 async def test_the_next_notification_gets_the_previous_receipt(store: Store) -> None:
     outbox = Outbox(store)
     slack = Recording("slack")
-    delivery = Delivery(outbox, {"slack": slack}, Clock(1000.0))
+    delivery = Delivery(threaded(outbox), {"slack": slack}, Clock(1000.0))
     outbox.put([note("firing", 1), note("resolved", 2)], ["slack"], 1000.0)
     await delivery.run_once()
     await delivery.run_once()
@@ -109,7 +110,9 @@ async def test_transient_failures_retry_with_backoff_and_keep_the_order(store: S
     clock = Clock(1000.0)
     outbox = Outbox(store)
     slack = Recording("slack", [SinkError("slack: 500", permanent=False)] * 2)
-    delivery = Delivery(outbox, {"slack": slack}, clock, backoff=Backoff(base_s=10, max_s=60))
+    delivery = Delivery(
+        threaded(outbox), {"slack": slack}, clock, backoff=Backoff(base_s=10, max_s=60)
+    )
     outbox.put([note("firing", 1), note("resolved", 2)], ["slack"], clock.now)
 
     assert await delivery.run_once() == 0  # attempt 1 fails: retry in 10s
@@ -132,7 +135,7 @@ async def test_retry_after_wins_when_longer(store: Store) -> None:
     slack = Recording(
         "slack", [SinkError("slack: ratelimited", permanent=False, retry_after_s=120)]
     )
-    delivery = Delivery(outbox, {"slack": slack}, clock)
+    delivery = Delivery(threaded(outbox), {"slack": slack}, clock)
     outbox.put([note()], ["slack"], clock.now)
     await delivery.run_once()
     clock.now += 119
@@ -148,7 +151,10 @@ async def test_a_dead_sink_never_blocks_the_others(store: Store) -> None:
     hanging = Recording("slow", ["hang"])
     slack = Recording("slack")
     delivery = Delivery(
-        outbox, {"webhook": dead, "slow": hanging, "slack": slack}, clock, send_timeout_s=0.05
+        threaded(outbox),
+        {"webhook": dead, "slow": hanging, "slack": slack},
+        clock,
+        send_timeout_s=0.05,
     )
     outbox.put([note()], ["webhook", "slow", "slack"], clock.now)
 
@@ -169,13 +175,13 @@ async def test_a_restart_delivers_what_was_queued_and_nothing_twice(backend: Bac
     with backend.open(clock=clock) as store:
         outbox = Outbox(store)
         outbox.put([note("firing", 1)], ["slack"], clock.now)
-        await Delivery(outbox, {"slack": Recording("slack")}, clock).run_once()
+        await Delivery(threaded(outbox), {"slack": Recording("slack")}, clock).run_once()
         outbox.put([note("resolved", 2)], ["slack"], clock.now)
 
     slack = Recording("slack")
     with backend.open(clock=clock) as store:
         outbox = Outbox(store)
-        assert await Delivery(outbox, {"slack": slack}, clock).run_once() == 1
+        assert await Delivery(threaded(outbox), {"slack": slack}, clock).run_once() == 1
     assert [sent for sent, _ in slack.sent] == ["outage:farm@900.000#2:resolved"]
     assert slack.sent[0][1] == Receipt("slack", MappingProxyType({"n": "1"}))
 
