@@ -186,6 +186,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         " WHERE state = 'pending'",
         "CREATE INDEX outbox_sink_state ON outbox (sink, state)",
     ),
+    (
+        # Leases (watchdog/lease.py): who does what only one replica may do,
+        # until when by the database's clock, and the epoch that fences a
+        # holder that lost it; and the replicas heard from lately.
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE members (
+            replica TEXT PRIMARY KEY,
+            seen_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 # Postgres (its version in the table `watchdog_schema`), step for step the
@@ -305,6 +324,22 @@ POSTGRES_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX outbox_pending_sink ON outbox (sink, next_attempt_at)"
         " WHERE state = 'pending'",
         "CREATE INDEX outbox_sink_state ON outbox (sink, state)",
+    ),
+    (
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE members (
+            replica TEXT PRIMARY KEY,
+            seen_at DOUBLE PRECISION NOT NULL
+        )
+        """,
     ),
 )
 
@@ -432,6 +467,12 @@ class Store:
             database.close()
             raise
         return cls(database, clock=clock)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgres`: for the few statements the two write
+        differently (the database's own clock)."""
+        return self._open_database().dialect
 
     def close(self) -> None:
         """Close the store; later calls raise `StoreError`. Idempotent."""

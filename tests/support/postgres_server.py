@@ -47,7 +47,17 @@ SHARED = "watchdog"
 _START_S = 60
 # Every table of the store, those that refer to others first, and those
 # with generated ids.
-_TABLES = ("transitions", "incidents", "outbox", "maneuvers", "silences", "probe_state", "alerts")
+_TABLES = (
+    "transitions",
+    "incidents",
+    "outbox",
+    "maneuvers",
+    "silences",
+    "probe_state",
+    "alerts",
+    "leases",
+    "members",
+)
 _IDENTIFIED = ("transitions", "incidents", "outbox", "maneuvers", "silences")
 
 

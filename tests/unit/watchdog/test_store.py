@@ -85,7 +85,9 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
         assert tables.fetchall() == [
             ("alerts",),
             ("incidents",),
+            ("leases",),
             ("maneuvers",),
+            ("members",),
             ("outbox",),
             ("probe_state",),
             ("silences",),
