@@ -555,12 +555,9 @@ class Daemon:
         `refresh` interval, as a reload: a source that cannot be read keeps
         the running topology and says why."""
         while True:
-            live = [s for s in self.config.sources if s.live is not None]
-            if not live:
-                await asyncio.sleep(SOURCES_IDLE_S)  # a reload may add some
-                continue
-            await asyncio.sleep(min(s.refresh_s for s in live))
-            if any(s.live is not None for s in self.config.sources):
+            live = [s.refresh_s for s in self.config.sources if s.live is not None]
+            await asyncio.sleep(min(live, default=SOURCES_IDLE_S))  # a reload may add some
+            if live:
                 await self.reload()
 
     def stop(self) -> None:

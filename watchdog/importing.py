@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from topology import InvalidInput, Problem
-from topology.document import MAX_FILE_BYTES, Document, printable, redact_urls
+from topology.document import MAX_FILE_BYTES, Document, printable, read_document, redact_urls
 from topology.sources.declared import KINDS, SourceSpec, import_source
 from topology.sources.merge import merge, to_python, to_yaml_node
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         imported = import_source(spec, fetch, read=_reader(stdin))
         overlay = (
-            _read_overlay(args.overlay)
+            read_document(args.overlay)
             if args.overlay
             else Document("<import>", to_yaml_node({"version": 1, "nodes": {}}, 1))
         )
@@ -181,12 +181,6 @@ def _reader(stdin: bytes | None) -> Callable[[str], bytes]:
         return stdin if name == "-" and stdin is not None else read_bytes(name)
 
     return read
-
-
-def _read_overlay(path: str) -> Document:
-    from topology.document import read_document
-
-    return read_document(path)
 
 
 def _validate(document: Document) -> None:

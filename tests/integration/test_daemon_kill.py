@@ -49,12 +49,9 @@ def counts(url: str) -> dict[tuple[str, str], int]:
     return {(o["sink"], o["state"]): o["count"] for o in outbox}
 
 
-def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
-    tmp_path: Path, slack: SlackServer
-) -> None:
-    flag = tmp_path / "farm-ok"
-    flag.touch()
-    port = free_port()
+def write_estate(tmp_path: Path, flag: Path, port: int, slack: SlackServer) -> Path:
+    """A farm probed every 200 ms (up while `flag` exists), a critical
+    workflow on it, alerts to `slack` at once; the daemon's API on `port`."""
     probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
     path = tmp_path / "estate.yaml"
     path.write_text(
@@ -81,6 +78,16 @@ def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
             """
         )
     )
+    return path
+
+
+def test_a_daemon_killed_mid_delivery_and_restarted_sends_nothing_twice(
+    tmp_path: Path, slack: SlackServer
+) -> None:
+    flag = tmp_path / "farm-ok"
+    flag.touch()
+    port = free_port()
+    path = write_estate(tmp_path, flag, port, slack)
     url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
     slack.fail_next(Fault.lost_answer())  # Slack takes the first post, never answers
     first = start(path, log)
@@ -132,32 +139,7 @@ def test_a_secret_quoted_back_by_the_slack_server_never_reaches_the_daemons_log(
     )
     flag = tmp_path / "farm-ok"
     port = free_port()
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
-    path = tmp_path / "estate.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            server: {{listen: "127.0.0.1:{port}"}}
-            state: {{path: state.db}}
-            alerts:
-              settle: 0s
-              slack:
-                token_env: WATCHDOG_TEST_SLACK_TOKEN
-                base_url: {slack.base_url}
-                channels: {{critical: "#incidents", default: "#ops"}}
-            nodes:
-              farm:
-                kind: farm
-                probes:
-                  - exec: [/bin/sh, -c, "{probe}"]
-                    interval: 200ms
-                    failure_threshold: 1
-                    success_threshold: 1
-              workflow: {{critical: true, runs_on: [farm]}}
-            """
-        )
-    )
+    path = write_estate(tmp_path, flag, port, slack)
     url, log = f"http://127.0.0.1:{port}", tmp_path / "daemon.log"
     with daemon(path, log, prefix=()):
         until_blocking(lambda: answers(url))  # the farm is down from the start

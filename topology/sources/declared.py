@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -289,9 +289,3 @@ def expand(
     if twice:
         raise InvalidInput(twice)
     return merged, tuple(findings), tuple(specs)
-
-
-def live_sources(specs: Sequence[SourceSpec]) -> tuple[SourceSpec, ...]:
-    """The sources read from the network: those the daemon reads again on
-    their `refresh` interval."""
-    return tuple(s for s in specs if s.live is not None)
