@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from processes import answers, daemon
 from waiting import WATCHDOG, free_port, until_blocking
@@ -96,11 +97,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         with daemon(file, folder / "daemon.log"):
             url = f"http://127.0.0.1:{api}"
             until_blocking(lambda: answers(url), deadline=60)
+            # The README shows the estate at rest: wait for the probes to
+            # have seen the targets (started alongside, slow on a busy CI).
+            until_blocking(lambda: critical_up(url), deadline=60)
             yield Demo(url, file, ports)
     finally:
         os.environ.pop("WATCHDOG_API_TOKEN", None)
         targets.terminate()
         targets.wait(10)
+
+
+def critical_up(url: str) -> bool:
+    """Whether the daemon at `url` has seen every critical node up."""
+    nodes = httpx.get(f"{url}/api/v1/status", timeout=5, trust_env=False).json()["nodes"]
+    return all(n["effective"] == "up" for n in nodes if n.get("critical"))
 
 
 def run_block(block: list[Step], demo: Demo | None) -> None:
