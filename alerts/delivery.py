@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,8 +67,12 @@ class Outbox(Protocol):
         occurrence to `sink`."""
         ...
 
-    async def begin(self, entry: Entry, at: float) -> None:
-        """Record, durably, that an attempt at `entry` starts (its count)."""
+    async def begin(self, entry: Entry, at: float) -> bool:
+        """Claim `entry` for one attempt, recording, durably, that it
+        starts (its count): a compare-and-set that succeeds only if the
+        entry is still pending at `entry.attempts`. False when it is not
+        (another replica, or a holder that lost its lease, has it): then
+        the attempt is not made."""
         ...
 
     async def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
@@ -385,6 +389,15 @@ class Delivery:
         # The outbox's time is not the sink's: read before its attempt's
         # deadline starts (a failing store fails the round, as `due` does).
         previous = await self.outbox.receipt(entry.notification, name)
+        # The claim, before any send: an entry two deliveries read (two
+        # replicas around a change of lease holder) is sent by one.
+        if not await self.outbox.begin(entry, self.clock()):
+            log.info(
+                "delivery skipped: claimed elsewhere sink=%s notification=%s",
+                name,
+                entry.notification.id,
+            )
+            return False
         worker.sending_since = worker.last_attempt_at = self.clock()
         try:
             async with asyncio.timeout(self.send_timeout_s) as deadline:
@@ -422,7 +435,7 @@ class Delivery:
     ) -> Receipt | None:
         """For a sink that can look: the receipt of an earlier attempt that
         did deliver `entry` though its outcome was lost; None when there is
-        none (after recording that a new attempt starts)."""
+        none."""
         if not isinstance(sink, Recoverable):
             return None
         if entry.attempts:
@@ -441,21 +454,7 @@ class Delivery:
                     entry.notification.id,
                 )
                 return found
-        await self._outside(deadline, self.outbox.begin(entry, self.clock()))
         return None
-
-    @staticmethod
-    async def _outside(deadline: asyncio.Timeout, write: Awaitable[None]) -> None:
-        """Await `write` (the outbox's) with the sink's `deadline` held
-        still: a slow store is not reported as a sink that did not answer."""
-        loop = asyncio.get_running_loop()
-        when = deadline.when()
-        left = None if when is None else when - loop.time()
-        deadline.reschedule(None)
-        try:
-            await write
-        finally:
-            deadline.reschedule(None if left is None else loop.time() + left)
 
     async def _failed(
         self,

@@ -142,6 +142,17 @@ class Alerting:
 
     # --- durability -------------------------------------------------------
 
+    def adopt(self, tracked: Iterable[TrackedAlert]) -> None:
+        """Forget every alert and take `tracked` as the alerts that have
+        spoken: what a replica does when it takes the lease over, so that
+        it goes on from what the last holder sent, not from what it saw."""
+        self._tracked.clear()
+        self._burst_of.clear()
+        self._saved.clear()
+        self._failed_now.clear()
+        self._suspected.clear()
+        self.restore(tracked)
+
     def restore(self, tracked: Iterable[TrackedAlert]) -> None:
         """Take back the alerts that had spoken before a restart."""
         for saved in tracked:
@@ -158,6 +169,17 @@ class Alerting:
                 for root in saved.alert.root_cause:
                     self._burst_of[root] = saved.alert.key
 
+    def unsaved(self, changes: Mapping[str, TrackedAlert | None]) -> None:
+        """Changes that `take_changes` gave and a save failed to keep (the
+        store unreachable): given again with the next ones, which win."""
+        for key, value in changes.items():
+            self._saved.setdefault(key, value)
+
+    def tracked(self, keys: Iterable[str]) -> list[TrackedAlert]:
+        """The alerts among `keys` that have spoken, as `restore` takes them."""
+        found = (self._tracked.get(key) for key in keys)
+        return [kept for t in found if t is not None and (kept := _kept(t)) is not None]
+
     def take_changes(self) -> dict[str, TrackedAlert | None]:
         """What changed in the alerts that have spoken since the last call,
         by key: their state to keep, or None for an alert that resolved (or
@@ -167,17 +189,9 @@ class Alerting:
         return changes
 
     def _keep(self, tracked: _Tracked) -> None:
-        if tracked.fired_at is None or tracked.last_sent is None:
-            return
-        self._saved[tracked.alert.key] = TrackedAlert(
-            tracked.alert,
-            tracked.fired_at,
-            tracked.last_sent,
-            tracked.sent,
-            tracked.critical_named,
-            MappingProxyType(dict(tracked.escalations)),
-            tracked.members,
-        )
+        kept = _kept(tracked)
+        if kept is not None:
+            self._saved[tracked.alert.key] = kept
 
     # --- the rules ----------------------------------------------------------
 
@@ -607,3 +621,18 @@ def _summary(
     if collateral:
         text += f"; {len(collateral)} other node{'s' if len(collateral) != 1 else ''}"
     return text
+
+
+def _kept(tracked: _Tracked) -> TrackedAlert | None:
+    """What is kept of an alert that has spoken; None if it has not."""
+    if tracked.fired_at is None or tracked.last_sent is None:
+        return None
+    return TrackedAlert(
+        tracked.alert,
+        tracked.fired_at,
+        tracked.last_sent,
+        tracked.sent,
+        tracked.critical_named,
+        MappingProxyType(dict(tracked.escalations)),
+        tracked.members,
+    )

@@ -51,7 +51,9 @@ permanent; messages never carry the URL's credentials.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +61,7 @@ from typing import Any
 
 import httpx
 
-from alerts.model import Alert, AlertKind, Notification, Receipt
+from alerts.model import Alert, AlertKind, Notification, Receipt, SinkError
 from alerts.sinks.webhook import format_time, post_json
 from alerts.templates import Templates, builtin
 
@@ -73,6 +75,8 @@ ALERTNAMES: Mapping[AlertKind, str] = {
     "heartbeat": "Watchdog",
     "impaired": "WatchdogImpaired",
 }
+
+log = logging.getLogger(__name__)
 
 _API_PATH = "/api/v2/alerts"
 _DEFAULT_RESOLVE_TIMEOUT_S = 300.0
@@ -88,6 +92,9 @@ class AlertmanagerSink:
 
     `generator_url` is the link Alertmanager shows as the alert's source
     (the daemon's API). The client belongs to the caller, who closes it.
+    `peers`: the other Alertmanagers of its cluster, posted the same; a
+    send succeeds when one of them took it. `replica`: the name of the
+    watchdog replica that sends, in an annotation.
     """
 
     def __init__(
@@ -100,8 +107,16 @@ class AlertmanagerSink:
         resolve_timeout_s: float = _DEFAULT_RESOLVE_TIMEOUT_S,
         clock: Callable[[], float] = time.time,
         templates: Templates | None = None,
+        replica: str | None = None,
+        peers: Sequence[str] = (),
     ) -> None:
         self._templates = templates
+        # The other Alertmanagers of its cluster: each gets every alert (they
+        # deduplicate among themselves), and one answering is enough.
+        self._peers = [p.rstrip("/") + _API_PATH for p in peers]
+        # One of several replicas that all post the same alerts: named in an
+        # annotation, never a label (Alertmanager deduplicates by labels).
+        self._replica = replica
         self._url = url.rstrip("/") + _API_PATH
         self._client = client
         self._generator_url = generator_url
@@ -126,8 +141,15 @@ class AlertmanagerSink:
             ends_at = notification.at
         else:
             ends_at = self._clock() + self._resolve_timeout_s
-        body = render_alert(notification, labels, ends_at, self._generator_url, self._templates)
-        await post_json(self._client, self._url, [body], sink=self._name)
+        body = render_alert(
+            notification,
+            labels,
+            ends_at,
+            self._generator_url,
+            self._templates,
+            replica=self._replica,
+        )
+        await self._post([body])
         return Receipt(self._name, {_RECEIPT_LABELS: json.dumps(labels, sort_keys=True)})
 
     async def refresh(self, firing: Sequence[tuple[Notification, Receipt | None]]) -> None:
@@ -145,10 +167,28 @@ class AlertmanagerSink:
                 ends_at,
                 self._generator_url,
                 self._templates,
+                replica=self._replica,
             )
             for note, receipt in firing
         ]
-        await post_json(self._client, self._url, bodies, sink=self._name)
+        await self._post(bodies)
+
+    async def _post(self, bodies: list[dict[str, Any]]) -> None:
+        """`bodies` to the Alertmanager and each of its peers at once:
+        `SinkError` (the first's) only when none took them."""
+        targets = [self._url, *self._peers]
+        outcomes = await asyncio.gather(
+            *(post_json(self._client, url, bodies, sink=self._name) for url in targets),
+            return_exceptions=True,
+        )
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in errors:
+            if not isinstance(error, SinkError):
+                raise error
+        if len(errors) == len(targets):
+            raise errors[0]
+        for error in errors:
+            log.warning("an alertmanager of the cluster failed sink=%s error=%s", self._name, error)
 
     async def aclose(self) -> None:
         """Nothing to release: the client is the caller's."""
@@ -173,9 +213,12 @@ def render_alert(
     ends_at: float,
     generator_url: str,
     templates: Templates | None = None,
+    *,
+    replica: str | None = None,
 ) -> dict[str, Any]:
     """One alert of the v2 API's `postableAlerts` list; its `summary` and
-    `description` are the parts of the template `alertmanager/KIND.j2`."""
+    `description` are the parts of the template `alertmanager/KIND.j2`; the
+    annotation `replica` names the replica that sent it, when given."""
     alert = notification.alert
     parts = (templates or builtin()).render("alertmanager", notification, notification.at)
     body: dict[str, Any] = {
@@ -188,6 +231,8 @@ def render_alert(
         "startsAt": format_time(alert.started_at),
         "endsAt": format_time(ends_at),
     }
+    if replica is not None:
+        body["annotations"]["replica"] = replica
     if generator_url:
         body["generatorURL"] = generator_url
     return body
