@@ -33,7 +33,7 @@ __all__ = ["SECTIONS", "SUPPORTED_VERSION", "load", "loads", "topology_from_docu
 SUPPORTED_VERSION = 1
 # Top-level keys. The daemon's settings live beside `nodes` and are read by
 # the packages that own them; the topology only checks the names.
-SECTIONS = ("version", "defaults", "sources", "nodes", "server", "state", "alerts")
+SECTIONS = ("version", "defaults", "sources", "nodes", "server", "state", "cluster", "alerts")
 NODE_KEYS = (
     "kind",
     "critical",

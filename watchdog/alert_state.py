@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from alerts.codec import dump_tracked, load_tracked
 from alerts.rules import TrackedAlert
-from watchdog.store import Store
+from watchdog.store import Fence, Store
 
 __all__ = ["AlertState"]
 
@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 class AlertState:
     """The `alerts` table of a `Store`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fence: Fence | None = None) -> None:
         self.store = store
+        # For a replica of several: only the lease's holder saves.
+        self.fence = fence
 
     def load(self) -> list[TrackedAlert]:
         """Every alert kept, by key; a row this build cannot read is logged
@@ -38,12 +40,14 @@ class AlertState:
 
     def save(self, changes: Mapping[str, TrackedAlert | None], at: float) -> None:
         """Keep the alerts given, drop those given as None, in one
-        transaction."""
+        transaction (only while its fence passes: a replica's lease)."""
         if not changes:
             return
         kept = [(key, dump_tracked(t), at) for key, t in changes.items() if t is not None]
         dropped = [(key,) for key, t in changes.items() if t is None]
         with self.store.transaction("cannot save alerts") as tx:
+            if self.fence is not None:
+                self.fence(tx)
             tx.executemany(
                 "INSERT INTO alerts (key, state, saved_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"

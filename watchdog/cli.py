@@ -206,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
         help="where the API listens, instead of FILE's server.listen (default 127.0.0.1:9120)",
     )
     run.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="this replica's name, instead of FILE's cluster.replica (default: the host "
+        "name and the API's port); only with cluster:",
+    )
+    run.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -789,7 +795,11 @@ def _run(args: argparse.Namespace) -> int:
         listen = (host.strip("[]"), int(port))
     try:
         daemon = Daemon(
-            args.file, listen=listen, secrets=handler.secrets, log_format=args.log_format
+            args.file,
+            listen=listen,
+            secrets=handler.secrets,
+            log_format=args.log_format,
+            replica=args.replica,
         )
     except InvalidInput as err:
         return _invalid(args, err)

@@ -100,6 +100,11 @@ TIMEOUT_S = (0.01, 3600.0)
 THRESHOLD = (1, 100)
 LATENCY_THRESHOLD_S = (0.001, 3600.0)
 HEADER_TIMEOUT_S = (0.1, 600.0)
+# A replica's lease: long enough for a few renewals to fail before it is
+# lost (one every third of it), short enough that a dead holder's duties
+# move soon.
+DEFAULT_LEASE_S = 15.0
+LEASE_S = (2.0, 300.0)
 SETTLE_S = (0.0, 3600.0)
 REPEAT_INTERVAL_S = (60.0, 30 * _DAY)
 HEARTBEAT_INTERVAL_S = (0.1, _DAY)
@@ -176,6 +181,9 @@ class AlertsConfig:
     repeat_interval_s: float = DEFAULT_REPEAT_INTERVAL_S
     slack: SlackConfig | None = None
     alertmanager_url: str | None = None
+    # The other Alertmanagers of its cluster (`alertmanager: {urls: [...]}`):
+    # each alert is posted to every one, as Prometheus does.
+    alertmanager_peers: tuple[str, ...] = ()
     webhook_url: str | None = None
     # The dead man's switch: an always-firing `Watchdog` alert to
     # Alertmanager and/or a GET of this URL, every heartbeat interval.
@@ -205,6 +213,19 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """`cluster:`: this daemon is one replica of several sharing one
+    Postgres store. `replica` names it (None: the host name and the API's
+    port); the lease says how long a replica that stopped renewing keeps
+    the duties only one may have; with `shards`, the replicas split the
+    probes between them instead of each running all."""
+
+    replica: str | None = None
+    lease_s: float = DEFAULT_LEASE_S
+    shards: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     """Everything the daemon needs from one file."""
 
@@ -226,6 +247,8 @@ class DaemonConfig:
     prometheus: PrometheusServer | None = None
     # The file's `sources:`: the live ones are read again on their interval.
     sources: tuple[SourceSpec, ...] = ()
+    # `cluster:`: None for a daemon on its own.
+    cluster: ClusterConfig | None = None
 
     @property
     def state(self) -> str:
@@ -275,6 +298,7 @@ def config_from_document(document: Document, fetch: Fetch | None = None) -> Daem
         lines=MappingProxyType(settings.lines),
         sources=_sources(document),
         prometheus=settings.prometheus,
+        cluster=settings.cluster,
     )
 
 
@@ -339,6 +363,9 @@ class _Settings:
             self._server(root["server"])
         if "state" in root:
             self._state(root["state"])
+        self.cluster: ClusterConfig | None = None
+        if "cluster" in root:
+            self._cluster(root["cluster"])
         self.alerts = AlertsConfig()
         if "alerts" in root:
             self._alerts(root["alerts"])
@@ -433,6 +460,66 @@ class _Settings:
             elif name is not None:
                 self.state_password_env = name
 
+    def _urls(self, sub: dict[str, tuple[YamlNode, YamlNode]], path: str) -> list[str]:
+        """`urls:` (not with `url:`): one URL or more, each once."""
+        reader = self.reader
+        if "url" in sub:
+            reader.problem(sub["urls"][1], f"{path}.urls", "url or urls, not both")
+            return []
+        items = reader.sequence(sub["urls"][1], f"{path}.urls", "a list of URLs") or []
+        if not items and isinstance(sub["urls"][1], SequenceNode):
+            reader.problem(sub["urls"][1], f"{path}.urls", "expected one URL or more")
+        found: list[str] = []
+        for index, item in enumerate(items):
+            url = reader.url(item, f"{path}.urls[{index}]")
+            if url is not None and url in found:
+                reader.problem(item, f"{path}.urls[{index}]", "listed twice")
+            elif url is not None:
+                found.append(url)
+        return found if len(found) == len(items) else []
+
+    def _cluster(self, node: YamlNode) -> None:
+        reader = self.reader
+        fields = reader.mapping(node, "cluster", ("replica", "lease", "shards"))
+        if fields is None:
+            return
+        cluster = ClusterConfig()
+        if self.state_url is None:
+            reader.problem(
+                node,
+                "cluster",
+                "replicas share their state in Postgres: set state.url (SQLite is for one daemon)",
+            )
+        if "replica" in fields:
+            value = fields["replica"][1]
+            name = reader.string(value, "cluster.replica")
+            if name is not None and not _REPLICA.fullmatch(name):
+                reader.problem(
+                    value,
+                    "cluster.replica",
+                    f"expected 1 to 64 letters, digits or . _ : @ -, got {quote(name)}",
+                )
+            elif name is not None:
+                cluster = replace(cluster, replica=name)
+        if "lease" in fields:
+            seconds = reader.duration(
+                fields["lease"][1], "cluster.lease", minimum=LEASE_S[0], maximum=LEASE_S[1]
+            )
+            if seconds is not None:
+                cluster = replace(cluster, lease_s=seconds)
+        if "shards" in fields:
+            value = fields["shards"][1]
+            text = value.value if isinstance(value, ScalarNode) else None
+            if text not in ("auto", "off"):
+                reader.problem(
+                    value,
+                    "cluster.shards",
+                    f"expected auto (the replicas split the probes) or off, got {describe(value)}",
+                )
+            else:
+                cluster = replace(cluster, shards=text == "auto")
+        self.cluster = cluster
+
     def _alerts(self, node: YamlNode) -> None:
         reader = self.reader
         keys = (
@@ -465,12 +552,18 @@ class _Settings:
             else None
         )
         slack = self._slack(values["slack"]) if "slack" in values else None
-        urls = {}
+        urls: dict[str, str] = {}
         interval = None
+        peers: list[str] = []
         for key in ("alertmanager", "webhook", "heartbeat"):
             if key in values:
-                allowed = ("url", "interval") if key == "heartbeat" else ("url",)
-                sub = reader.mapping(values[key], f"alerts.{key}", allowed) or {}
+                allowed = {"heartbeat": ("url", "interval"), "alertmanager": ("url", "urls")}
+                sub = reader.mapping(values[key], f"alerts.{key}", allowed.get(key, ("url",))) or {}
+                if key == "alertmanager" and "urls" in sub:
+                    found = self._urls(sub, "alerts.alertmanager")
+                    if found:
+                        urls[key], *peers = found
+                    continue
                 if key == "heartbeat":
                     if "interval" in sub:
                         interval = reader.duration(
@@ -492,6 +585,7 @@ class _Settings:
             repeat_interval_s=repeat or DEFAULT_REPEAT_INTERVAL_S,
             slack=slack,
             alertmanager_url=urls.get("alertmanager"),
+            alertmanager_peers=tuple(peers),
             webhook_url=urls.get("webhook"),
             heartbeat_url=urls.get("heartbeat"),
             heartbeat_interval_s=interval or 60.0,
@@ -1051,6 +1145,7 @@ _SERVER_KEYS = (
 _CREDENTIAL_KEYS = ("bearer_token_env", "username", "password_env")
 PROMETHEUS_KEYS = ("down_if", "degraded_if", "alert", *_SERVER_KEYS)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REPLICA = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 _Builder = Callable[[_Settings, dict[str, YamlNode], str, "float | None"], Spec | None]
 # One line per probe kind: its own keys, and the reader of its spec.

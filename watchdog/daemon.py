@@ -13,9 +13,10 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 
 from alerts.delivery import Delivery
+from alerts.memory_outbox import MemoryOutbox
 from alerts.model import Alert, Notification, Sink, SinkError
 from alerts.routing import Router
 from alerts.rules import Alerting, Policy
@@ -37,10 +39,21 @@ from topology.findings import Finding
 from watchdog.alert_state import AlertState
 from watchdog.api import TOKEN_ENV, Reload
 from watchdog.api_link import ApiLink, CallError, Settings
+from watchdog.cluster import (
+    LEASE,
+    Coordinator,
+    Observation,
+    Observations,
+    Standing,
+    reconcile_incidents,
+    shard,
+)
 from watchdog.config import AlertsConfig, DaemonConfig, ProbeConfig, load_config
+from watchdog.db import Transaction
 from watchdog.http_server import ApiLimits
 from watchdog.importing import fetch
 from watchdog.latency_watch import LatencyWatch
+from watchdog.lease import Lease
 from watchdog.live import LiveState
 from watchdog.logs import Secrets
 from watchdog.maneuvers import ManeuverError, Maneuvers
@@ -55,10 +68,10 @@ from watchdog.probes.log import LogProbe, LogSpec
 from watchdog.probes.result import inconclusive
 from watchdog.scheduler import ProbeScheduler
 from watchdog.selfcheck import Impairment, LoopMonitor
-from watchdog.silences import SilenceError, Silences
+from watchdog.silences import Silence, SilenceError, Silences
 from watchdog.snapshot import Update
-from watchdog.store import Store, StoreError
-from watchdog.stored import Stored, threaded, worker
+from watchdog.store import LeaseLost, Store, StoreError
+from watchdog.stored import Stored, on_worker, threaded, worker
 
 __all__ = ["Daemon", "StartError"]
 
@@ -89,6 +102,13 @@ HEARTBEAT_S = 1.0
 # is done at once.
 PREPARE_SLICE = 100
 PREPARE_TURNS = 400
+# A replica's roles (`cluster:`); a daemon on its own is "solo".
+SOLO, HOLDER, FOLLOWER, ALONE = "solo", "holder", "follower", "alone"
+# A holder that cannot renew gives the lease's duties up after this share
+# of the lease (its clock and the database's may drift apart).
+STEP_DOWN_SHARE = 0.75
+# How often sharded replicas exchange their probes' results, at most.
+EXCHANGE_S = 1.0
 
 
 class StartError(Exception):
@@ -125,7 +145,12 @@ def _config_secrets(config: DaemonConfig) -> list[str]:
     tokens, credential headers of HTTP probes."""
     found: list[str] = []
     alerts = config.alerts
-    for url in (alerts.alertmanager_url, alerts.webhook_url, alerts.heartbeat_url):
+    for url in (
+        alerts.alertmanager_url,
+        *alerts.alertmanager_peers,
+        alerts.webhook_url,
+        alerts.heartbeat_url,
+    ):
         if url:
             found += _url_secrets(url)
     for probe in config.probes:
@@ -152,6 +177,12 @@ def _alert_json(alert: Alert) -> dict[str, Any]:
         "critical": [i.node for i in alert.critical],
         "collateral": len(alert.collateral),
     }
+
+
+def _critical(alert: Alert) -> bool:
+    """Whether `alert` is about a critical node: what a replica that cannot
+    reach the store still sends on its own."""
+    return bool(alert.critical) or alert.severity == "critical"
 
 
 def _log_transition(level: int, t: Transition) -> None:
@@ -194,6 +225,7 @@ class Daemon:
         listen: tuple[str, int] | None = None,
         secrets: Secrets | None = None,
         log_format: str = "text",
+        replica: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.clock = clock
@@ -207,6 +239,15 @@ class Daemon:
         self.metrics = Metrics(self.registry, detail=self.config.server.metrics_detail)
         self.live = LiveState(self.config.topology, self.config.probes, clock)
         self.listen = listen or (self.config.server.host, self.config.server.port)
+        cluster = self.config.cluster
+        # One replica of several: its name (annotations, logs, the lease).
+        self.replica: str | None = None
+        if cluster is not None:
+            self.replica = replica or cluster.replica or f"{socket.gethostname()}:{self.listen[1]}"
+        elif replica is not None:
+            raise StartError("--replica: the file has no cluster: section (one daemon alone)")
+        self.role = SOLO if cluster is None else FOLLOWER
+        self.epoch: int | None = None  # the lease's, while this replica holds it
         # Sinks first: a missing secret or a broken template stops the start
         # before anything opens.
         self._sink_client: httpx.AsyncClient | None = None
@@ -224,6 +265,24 @@ class Daemon:
             password = _secret(self.config.state_password_env, "state.password_env")
             self.secrets.add(password)
         self.store = Store.open(self.config.state, clock=clock, password=password)
+        self.coordinator: Coordinator | None = None
+        self.observations: Observations | None = None
+        if cluster is not None:
+            assert self.replica is not None
+            # The lease on a connection and a thread of its own: a farm's
+            # history queued on the store's thread never delays a renewal.
+            self._cluster_store = Store.open(self.config.state, clock=clock, password=password)
+            self._cluster_thread = worker()
+            self.coordinator = Coordinator(self._cluster_store, self.replica, cluster.lease_s)
+            if cluster.shards:
+                self.observations = Observations(self._cluster_store, self.replica)
+            self._lease = Lease(self.store, LEASE, self.replica, cluster.lease_s)
+        self._members: tuple[str, ...] = ()
+        self._sharing: tuple[tuple[str, ...], bool] | None = None  # as last shared
+        self._reached = self._renewed = time.monotonic()
+        self._unreachable_since: float | None = None
+        self._outgoing: list[Observation] = []
+        self._owned: frozenset[str] | None = None  # None: every probe
         # The store's one thread: the history is written by it, in order,
         # and every read and write of the loop (`self.stored`) runs on it too.
         # Before the loop runs (here), the start-up reads call the store
@@ -270,9 +329,10 @@ class Daemon:
         )
         # What had spoken before a restart: resolved once if it recovered
         # meanwhile, never announced twice if it still fires.
-        self.alert_state = AlertState(self.store)
+        fence = self._fence if cluster is not None else None
+        self.alert_state = AlertState(self.store, fence)
         self.alerting.restore(self.alert_state.load())
-        self.outbox = Outbox(self.store)
+        self.outbox = Outbox(self.store, fence)
         self.silences = Silences(self.store, since=clock())
         # What the loop awaits: nothing on it waits for the store. The sync
         # objects above are for the start-up reads (and tests), never the loop.
@@ -290,7 +350,21 @@ class Daemon:
             self.secrets.add(self.api_token)
         self.alert_rounds = 0
         self._refreshed: dict[str, float] = {}
-        self.delivery = Delivery(self.stored.outbox, {s.name: s for s in self.sinks}, clock)
+        # In a cluster every replica posts to Alertmanager itself (it
+        # deduplicates), from memory: the shared outbox is the holder's.
+        self._own_sinks = frozenset(
+            s.name for s in self.sinks if cluster is not None and isinstance(s, AlertmanagerSink)
+        )
+        shared = {s.name: s for s in self.sinks if s.name not in self._own_sinks}
+        self.delivery = Delivery(self.stored.outbox, shared, clock)
+        # What this process sends without the store: its own sinks, and
+        # whatever the store could not take (a duplicate beats silence).
+        self.own_outbox = MemoryOutbox()
+        self.own_delivery = Delivery(self.own_outbox, {s.name: s for s in self.sinks}, clock)
+        # Alerts sent from here without the store, by key: their next
+        # messages (the resolution) go the same way, to the same message.
+        self._sent_alone: set[str] = set()
+        self._silences: list[Silence] = []  # in force, as last read
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._api: ApiLink | None = None
@@ -383,10 +457,11 @@ class Daemon:
         self._write(self.probe_state.forget, list(self._checks))
         self.latency.replace(config.probes, state)
         transitions = self.live.replace(config.topology, config.probes)
-        if removed:
+        if removed and self.role in (SOLO, HOLDER):
             # Nothing will report them up again: their open incidents end now
             # (after the transitions already queued for the store).
-            self._write(self.store.end_incidents, removed, self.clock())
+            fence = self._fence if self.coordinator is not None else None
+            self._write(self.store.end_incidents, removed, self.clock(), fence=fence)
             log.info("reload removed nodes=%d", len(removed))
         self.scheduler.replace(self._scheduled(config.probes))
         self._commit(transitions)
@@ -416,7 +491,7 @@ class Daemon:
                 summary=f"a placement change created shared fate: {finding.message}",
                 started_at=now,
             )
-            await self.announce(Notification(f"{alert.key}@{now:.3f}", alert, "notice", now))
+            await self._queue([Notification(f"{alert.key}@{now:.3f}", alert, "notice", now)], now)
 
     # --- running ----------------------------------------------------------
 
@@ -470,8 +545,18 @@ class Daemon:
         ]
         if self.config.alerts.alertmanager_url or self.config.alerts.heartbeat_url:
             tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        if self.coordinator is not None:
+            # Before the first probe: whether this replica holds the lease,
+            # and (sharded) which probes are its own.
+            self._set_role(self.role)
+            await self._cluster_turn()
+            tasks.append(asyncio.create_task(self._cluster_loop()))
+            if self.observations is not None:
+                tasks.append(asyncio.create_task(self._exchange_loop()))
+        else:
+            self.delivery.start()
         self.scheduler.start()
-        self.delivery.start()
+        self.own_delivery.start()
         try:
             await self._stopping.wait()
         finally:
@@ -494,7 +579,10 @@ class Daemon:
         await asyncio.wait(tasks, timeout=left(0.1))
         await self.scheduler.shutdown(grace_s=min(1.0, left(0.25)))
         # A send cut off here is tried again at the next start.
-        await self.delivery.stop(timeout_s=min(1.0, left(0.3)))
+        await asyncio.gather(
+            self.delivery.stop(timeout_s=min(1.0, left(0.3))),
+            self.own_delivery.stop(timeout_s=min(1.0, left(0.3))),
+        )
         await self.save_learned()
         closing = [self._clients.aclose(), *(sink.aclose() for sink in self.sinks)]
         if self._sink_client is not None:
@@ -511,6 +599,7 @@ class Daemon:
         # closes, by that thread too (closing a Postgres connection talks).
         self._writer.submit(self.store.close)
         await asyncio.to_thread(self._writer.shutdown, wait=True)
+        await self._leave(left())
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("stopped")
@@ -570,6 +659,240 @@ class Daemon:
         """The port actually bound (useful with port 0), once serving."""
         api = self._api
         return api.port if api is not None and api.running else None
+
+    # --- replicas (`cluster:`) ----------------------------------------------
+
+    def _fence(self, tx: Transaction) -> None:
+        """In the transaction of a write only the lease's holder makes:
+        `LeaseLost` unless this replica still holds it, at its epoch."""
+        epoch = self.epoch
+        if epoch is None:
+            raise LeaseLost(f"replica {self.replica} does not hold the lease")
+        self._lease.fence(tx, epoch)
+
+    def _mine(self, probes: tuple[ProbeConfig, ...]) -> frozenset[str] | None:
+        """The keys of the probes this replica runs; None for all of them
+        (no sharding, or alone: the others' results cannot be read)."""
+        if self.observations is None or self.role == ALONE or self.replica is None:
+            return None
+        # A log probe reads a file of the machine it runs on: every replica
+        # runs its own, and keeps its results to itself.
+        logs = {p.key for p in probes if p.kind == "log"}
+        keys = [p.key for p in probes if p.key not in logs]
+        return shard(keys, self._members, self.replica) | logs
+
+    def _set_role(self, role: str) -> None:
+        self.role = role
+        for each in (HOLDER, FOLLOWER, ALONE):
+            self.metrics.cluster_role.labels(each).set(1 if each == role else 0)
+        self._changed.set()
+
+    async def _cluster_loop(self) -> None:
+        assert self.coordinator is not None
+        # Four renewals a lease: three may fail before it is lost.
+        period = max(0.25, self.coordinator.lease_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            await self._cluster_turn()
+
+    async def _cluster_turn(self) -> None:
+        """Renew (or take) the lease and beat, then act on it: take the
+        holder's duties over, give them up, go alone when the store stays
+        out of reach for longer than the lease; share the probes anew."""
+        assert self.coordinator is not None
+        sent = time.monotonic()
+        try:
+            standing: Standing = await on_worker(self._cluster_thread, self.coordinator.turn)
+        except StoreError as err:
+            await self._unreached(err, sent)
+            return
+        if self._unreachable_since is not None:
+            log.warning(
+                "cluster: the state store answers again after %s",
+                format_duration(max(0.001, sent - self._unreachable_since)),
+            )
+            self._unreachable_since = None
+        self._reached = sent
+        if standing.epoch is not None:
+            self._renewed = sent
+            if self.role != HOLDER:
+                await self._take_over(standing.epoch)
+        elif self.role == HOLDER:
+            await self._step_down("another replica holds the lease")
+        elif self.role == ALONE:
+            self._set_role(FOLLOWER)
+        self._reshard(standing.members)
+        try:  # maneuvers started through any replica are watched by all
+            self.watch(await self.stored.maneuvers.watched())
+        except StoreError as err:
+            log.error("cannot read the running maneuvers: %s", err)
+
+    async def _unreached(self, err: StoreError, sent: float) -> None:
+        """A turn that could not reach the store: the holder gives its
+        duties up before its lease can have run out; past the lease, this
+        replica is alone."""
+        assert self.coordinator is not None
+        lease_s = self.coordinator.lease_s
+        if self._unreachable_since is None:
+            self._unreachable_since = sent
+            log.error("cluster: cannot reach the state store: %s", err)
+        now = time.monotonic()
+        if self.role == HOLDER and now - self._renewed > lease_s * STEP_DOWN_SHARE:
+            await self._step_down("the lease could not be renewed")
+        if self.role != ALONE and now - self._reached > lease_s:
+            self._set_role(ALONE)
+            log.warning(
+                "cluster: the state store out of reach for longer than the lease (%s): "
+                "alerts about critical nodes are sent from this replica, uncoordinated%s",
+                format_duration(lease_s),
+                "; it runs every probe" if self.observations is not None else "",
+            )
+            self._reshard(self._members)
+
+    async def _take_over(self, epoch: int) -> None:
+        """The lease is this replica's: go on from the alerts the last
+        holder saved (with those this one sent on its own), bring the
+        incidents in line with what it sees, deliver the shared outbox."""
+        self.epoch = epoch
+        self._set_role(HOLDER)
+        log.warning(
+            "cluster: this replica holds the lease replica=%s epoch=%d", self.replica, epoch
+        )
+        now = self.clock()
+        own = self.alerting.tracked(self._sent_alone)
+        try:
+            self.alerting.adopt(await self.stored.alert_state.load())
+        except StoreError as err:
+            log.error("cluster: cannot read the alert state, going on from this replica's: %s", err)
+        else:
+            self.alerting.restore(own)
+            if own:
+                self.alerting.unsaved({t.alert.key: t for t in own})
+        if self.live.settled:
+            live, topology = self.live, self.live.topology
+            states, since = live.states, live.since
+            seen: dict[str, tuple[State, float, tuple[str, ...]]] = {}
+            for node in topology.nodes:
+                state = states[node]
+                if state == State.UP:
+                    seen[node] = (state, 0.0, ())
+                elif state >= State.DEGRADED:
+                    seen[node] = (state, since.get(node, now), states.causes(node))
+            failed = [n for n, (state, _, _) in seen.items() if state != State.UP]
+            targets = {n: topology.recovery_target_s(n) for n in failed}
+            self._writer.submit(self._reconcile, seen, targets, now)
+        self.delivery.start()
+
+    def _reconcile(
+        self,
+        seen: Mapping[str, tuple[State, float, tuple[str, ...]]],
+        targets: Mapping[str, float],
+        now: float,
+    ) -> None:
+        """`reconcile_incidents` on the store's thread, after what it was
+        asked before; a failure is logged."""
+        try:
+            opened, ended = reconcile_incidents(
+                self.store, seen, recovery_targets=targets, at=now, fence=self._fence
+            )
+        except StoreError as err:
+            log.error("cluster: cannot bring the incidents in line: %s", err)
+            return
+        if opened or ended:
+            log.warning("cluster: incidents brought in line opened=%d ended=%d", opened, ended)
+
+    async def _step_down(self, why: str) -> None:
+        """Give the holder's duties up (the lease is lost, or may be)."""
+        self.epoch = None
+        self._set_role(FOLLOWER)
+        log.warning("cluster: this replica no longer holds the lease: %s", why)
+        await self.delivery.stop(timeout_s=1.0)
+
+    def _reshard(self, members: Sequence[str]) -> None:
+        """Share the probes anew among `members` (with sharding; alone,
+        this replica runs them all)."""
+        assert self.replica is not None
+        everyone = tuple(sorted({*members, self.replica}))
+        self.metrics.cluster_members.set(len(everyone))
+        sharing = (everyone, self.role == ALONE)
+        if sharing == self._sharing:
+            return
+        self._members, self._sharing = everyone, sharing
+        if self.observations is not None:
+            self.scheduler.replace(self._scheduled(self.config.probes))
+            log.info(
+                "cluster: members=%s probes_run_here=%s",
+                ",".join(everyone),
+                "all" if self._owned is None else len(self._owned),
+            )
+
+    async def _exchange_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXCHANGE_S)
+            await self.exchange()
+
+    async def exchange(self) -> None:
+        """Sharded probes: write this replica's new results, and take those
+        the others wrote into the live state (their verdicts as they are).
+        What cannot be written now is written later (the latest per probe)."""
+        observations = self.observations
+        assert observations is not None
+        out, self._outgoing = self._outgoing, []
+        members = self._members
+
+        def trade() -> list[Observation]:
+            observations.write(out)
+            return observations.read(members)
+
+        try:
+            incoming = await on_worker(self._cluster_thread, trade)
+        except StoreError:
+            latest = {o.probe: o for o in [*out, *self._outgoing]}  # the turn says why
+            self._outgoing = list(latest.values())
+            return
+        owned, live = self._owned, self.live
+        if owned is None or not incoming:
+            return
+        was_ready = live.ready
+        transitions = []
+        for number, seen in enumerate(incoming, 1):
+            if seen.probe in owned or seen.probe not in live.probes:
+                continue
+            last = live.last.get(seen.probe)
+            if last is not None and last.last_at is not None and last.last_at >= seen.at:
+                continue
+            transitions += live.record(
+                seen.probe,
+                seen.state,
+                seen.reason,
+                seen.latency_s,
+                tls_expires_at=seen.tls_expires_at,
+                verdict=seen.verdict,
+                at=seen.at,
+            )
+            if number % 500 == 0:  # a first read is every probe: the loop goes on meanwhile
+                await asyncio.sleep(0)
+        self._commit(transitions)
+        self._changed.set()
+        if live.ready and not was_ready:
+            log.info("ready: every probe has reported")
+
+    async def _leave(self, timeout_s: float) -> None:
+        """At a clean stop: give the lease up, so that the next holder need
+        not wait for it to run out; close the lease's connection."""
+        if self.coordinator is None:
+            return
+        epoch, self.epoch = self.epoch, None
+        if epoch is not None:
+            release = on_worker(self._cluster_thread, self.coordinator.release, epoch)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await release
+                log.info("cluster: lease released replica=%s", self.replica)
+            except (StoreError, TimeoutError) as err:
+                log.warning("cluster: cannot release the lease: %s", err or "no answer")
+        self._cluster_thread.submit(self._cluster_store.close)
+        self._cluster_thread.shutdown(wait=False)
 
     # --- the API process -----------------------------------------------------
 
@@ -769,6 +1092,8 @@ class Daemon:
                     f"{link}/api/v1/status",
                     clock=self.clock,
                     templates=templates,
+                    replica=self.replica,
+                    peers=alerts.alertmanager_peers,
                 )
             )
         if alerts.webhook_url is not None:
@@ -862,7 +1187,12 @@ class Daemon:
             log.info("watching closely nodes=%s", ",".join(sorted(watched)) or "-")
 
     def _scheduled(self, probes: tuple[ProbeConfig, ...]) -> tuple[ProbeConfig, ...]:
-        """`probes`, those of watched nodes made to run more often."""
+        """`probes` this replica runs (its share, when the replicas shard
+        them), those of watched nodes made to run more often."""
+        mine = self._owned = self._mine(probes)
+        if mine is not None:
+            probes = tuple(p for p in probes if p.key in mine)
+        self.metrics.probes_owned.set(len(probes))
         return tuple(
             dataclasses.replace(
                 p,
@@ -876,9 +1206,9 @@ class Daemon:
         )
 
     async def announce(self, notification: Notification) -> None:
-        """Queue a notification for every sink (maneuvers); the alert loop
-        delivers it."""
-        await self._queue([notification], self.clock())
+        """Queue a notification of a person's action (a maneuver, a silence)
+        for every sink its route names, whichever replica it came through."""
+        await self._queue([notification], self.clock(), alerts=False)
 
     async def alert_once(self) -> int:
         """One round of the alert loop: the rules over the live state, what
@@ -887,10 +1217,12 @@ class Daemon:
         were queued."""
         self.alert_rounds += 1
         self.metrics.alert_rounds.inc()
-        # Silences whose time ran out are announced, as those ended by hand.
-        ended = await self.stored.silences.ended(self.clock())
-        if ended:
-            await self._queue([notice for _, notice in ended], self.clock())
+        # Silences whose time ran out are announced, as those ended by hand
+        # (without the store, later).
+        with contextlib.suppress(StoreError):
+            ended = await self.stored.silences.ended(self.clock())
+            if ended and self.role in (SOLO, HOLDER):  # every replica sees them end
+                await self._queue([notice for _, notice in ended], self.clock())
         if not self.live.settled:
             return 0
         # A storm's causes are worked out a slice per turn of the loop: all
@@ -924,7 +1256,15 @@ class Daemon:
         # the same notifications again, with the same ids, which the outbox
         # takes once.
         await self._queue(notes, now)
-        await self.stored.alert_state.save(self.alerting.take_changes(), now)
+        changes = self.alerting.take_changes()
+        if self.role in (SOLO, HOLDER):
+            try:
+                await self.stored.alert_state.save(changes, now)
+            except LeaseLost:
+                pass  # the next holder goes on from what was saved
+            except StoreError:
+                self.alerting.unsaved(changes)  # saved once the store is back
+                raise
         await self._refresh(now)
         return len(notes)
 
@@ -944,8 +1284,9 @@ class Daemon:
                 for n in self.alerting.firing(now)
                 if sink.name in self.router.decide(n.alert).sinks
             ]
+            outbox = self.own_outbox if sink.name in self._own_sinks else self.stored.outbox
             for note in await self._unmuted(routed, now) if routed else ():
-                receipt = await self.stored.outbox.receipt(note, sink.name)
+                receipt = await outbox.receipt(note, sink.name)
                 if receipt is not None:  # not yet delivered: the outbox sends it
                     firing.append((note, receipt))
             try:
@@ -956,18 +1297,59 @@ class Daemon:
     async def _unmuted(self, notes: list[Notification], now: float) -> list[Notification]:
         """`notes` without those a silence in force mutes (silences read once)."""
         silences = self.stored.silences
-        active, topology = await silences.active(now), self.live.topology
+        try:
+            self._silences = await silences.active(now)
+        except StoreError as err:
+            # The store out of reach: the silences last read still hold
+            # (until they expire), rather than none or no alert at all.
+            log.warning("silences unread, those last read hold: %s", err)
+        active = [x for x in self._silences if x.expires_at > now]
+        topology = self.live.topology
         return [n for n in notes if silences.muting(n.alert, topology, now, active) is None]
 
-    async def _queue(self, notes: list[Notification], now: float) -> None:
-        """Each notification into the outbox for the sinks its route names."""
-        by_sinks: dict[tuple[str, ...], list[Notification]] = {}
+    async def _queue(self, notes: list[Notification], now: float, *, alerts: bool = True) -> None:
+        """Each notification to the sinks its route names: into the shared
+        outbox (in a cluster, the alerts only while this replica holds the
+        lease; a person's action, through any replica), and into this
+        process's own for the sinks every replica sends to itself. What the
+        store cannot take is sent from here (a duplicate beats silence), and
+        so are the alerts about critical nodes while this replica is alone."""
+        shared: dict[tuple[str, ...], list[Notification]] = {}
+        own: dict[tuple[str, ...], list[Notification]] = {}
+        coordinated = self.role in (SOLO, HOLDER) or not alerts
         for note in notes:
-            by_sinks.setdefault(self.router.decide(note.alert).sinks, []).append(note)
-        for sinks, group in by_sinks.items():
-            await self.stored.outbox.put(group, list(sinks), now)
-        if notes:
+            sinks = self.router.decide(note.alert).sinks
+            mine = tuple(s for s in sinks if s in self._own_sinks)
+            theirs = tuple(s for s in sinks if s not in self._own_sinks)
+            if mine:
+                own.setdefault(mine, []).append(note)
+            if not theirs:
+                continue
+            if note.alert.key in self._sent_alone:
+                own.setdefault(theirs, []).append(note)  # its first message went from here
+            elif coordinated:
+                shared.setdefault(theirs, []).append(note)
+            elif self.role == ALONE and _critical(note.alert):
+                own.setdefault(theirs, []).append(note)
+        for sinks, group in shared.items():
+            try:
+                await self.stored.outbox.put(group, list(sinks), now, fenced=alerts)
+            except LeaseLost:
+                log.warning("notifications left to the new holder count=%d", len(group))
+            except StoreError as err:
+                log.error("cannot queue notifications, sent from here instead: %s", err)
+                own.setdefault(sinks, []).extend(group)
+        for sinks, group in own.items():
+            for note in group:
+                if note.event == "resolved":
+                    self._sent_alone.discard(note.alert.key)
+                elif any(s not in self._own_sinks for s in sinks):
+                    self._sent_alone.add(note.alert.key)
+            await self.own_outbox.put(group, list(sinks), now)
+        if shared:
             self.delivery.wake()
+        if own:
+            self.own_delivery.wake()
 
     # --- the probe loop ---------------------------------------------------
 
@@ -1049,6 +1431,19 @@ class Daemon:
             inconclusive=bool(result.inconclusive),
             tls_expires_at=result.tls_expires_at,
         )
+        if self.observations is not None and probe.kind != "log":
+            status = self.live.last[probe.key]
+            self._outgoing.append(
+                Observation(
+                    probe.key,
+                    status.verdict,
+                    result.state,
+                    result.reason,
+                    result.latency_s,
+                    status.last_at or self.clock(),
+                    result.tls_expires_at,
+                )
+            )
         if transitions:
             self._commit(transitions)
             self._changed.set()
@@ -1063,8 +1458,10 @@ class Daemon:
         if not transitions:
             return
         topology = self.live.topology
-        targets = {t.node: topology.recovery_target_s(t.node) for t in transitions}
-        self._write(self.store.record, transitions, recovery_targets=targets)
+        if self.role in (SOLO, HOLDER):  # a new holder reconciles what others saw
+            targets = {t.node: topology.recovery_target_s(t.node) for t in transitions}
+            fence = self._fence if self.coordinator is not None else None
+            self._write(self.store.record, transitions, recovery_targets=targets, fence=fence)
         self.metrics.count(transitions)
         quiet: dict[tuple[State, State, tuple[str, ...]], list[str]] = {}
         for t in transitions:

@@ -31,6 +31,14 @@ class Hysteresis:
         self._better = 0
         self._first = True
 
+    def force(self, verdict: State) -> None:
+        """Take `verdict` as the verdict, with no run in progress: what
+        another replica judged from results this one never saw (sharded
+        probes); the runs start again from there if the probe comes here."""
+        self.state = verdict
+        self._first = False
+        self._worse = self._better = 0
+
     def update(self, result: State) -> State:
         """Take one result; return the verdict after it."""
         if self._first:

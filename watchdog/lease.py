@@ -12,8 +12,8 @@ epoch (`fence`), so a holder that lost the lease (a pause, a partition)
 cannot write after the next one took over.
 
 Times are the database's, so replicas whose clocks disagree agree on who
-holds what. Synchronous, like the store: the daemon is to call it on the
-store's worker thread (the replicas' wiring is the next step of issue 12).
+holds what. Synchronous, like the store: the daemon calls it from a thread
+(`watchdog.cluster`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from watchdog.db import Transaction
-from watchdog.store import Store
+from watchdog.store import LeaseLost, Store
 
 __all__ = ["Holder", "Lease", "LeaseLost", "Members"]
 
@@ -30,11 +30,6 @@ _NOW = {
     "postgres": "extract(epoch from clock_timestamp())::double precision",
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
 }
-
-
-class LeaseLost(Exception):
-    """A write only the lease's holder may make was refused: the lease is
-    no longer this replica's at this epoch."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,16 +236,23 @@ class LiveState:
         *,
         inconclusive: bool = False,
         tls_expires_at: float | None = None,
+        verdict: State | None = None,
+        at: float | None = None,
     ) -> list[Transition]:
         """Take one probe result; return the transitions it causes (the
         observed one of its node, then the effective ones, by node). An
         `inconclusive` result (the watchdog's own trouble) is shown as the
         probe's last result but leaves its verdict as it was: it is no news
-        about the target, good or bad. `tls_expires_at` is shown with it."""
+        about the target, good or bad. `tls_expires_at` is shown with it.
+        A result another replica ran comes with its `verdict` (judged there,
+        taken as it is) and the time `at` it ran."""
         probe = self._probes[key]
-        now = self._clock()
+        now = self._clock() if at is None else at
         hysteresis = self._verdicts[key]
-        verdict = hysteresis.state if inconclusive else hysteresis.update(state)
+        if verdict is not None:
+            hysteresis.force(verdict)
+        else:
+            verdict = hysteresis.state if inconclusive else hysteresis.update(state)
         self._last[key] = ProbeStatus(
             key, probe.kind, verdict, state, reason, latency_s, now, tls_expires_at
         )

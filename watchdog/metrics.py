@@ -100,6 +100,25 @@ class Metrics:
             "1 once the topology is loaded and every probe has reported once.",
             registry=registry,
         )
+        # A replica of several (`cluster:`); absent on a daemon of its own.
+        self.cluster_role = Gauge(
+            "watchdog_cluster_role",
+            "1 for this replica's role: holder (of the lease: records, delivers Slack and "
+            "webhooks), follower, or alone (the state store unreachable for longer than "
+            "the lease: alerts about critical nodes sent from here).",
+            ["role"],
+            registry=registry,
+        )
+        self.cluster_members = Gauge(
+            "watchdog_cluster_members",
+            "The replicas heard from within half a lease, this one included.",
+            registry=registry,
+        )
+        self.probes_owned = Gauge(
+            "watchdog_probes_owned",
+            "The probes this replica runs (all of them, unless the replicas shard them).",
+            registry=registry,
+        )
 
     def result(self, node: str, probe: str, state: State, duration_s: float) -> None:
         """One probe result."""

@@ -15,7 +15,8 @@ from types import MappingProxyType
 from alerts.codec import dumps, loads
 from alerts.delivery import Entry
 from alerts.model import Notification, Receipt
-from watchdog.store import Store
+from watchdog.db import Transaction
+from watchdog.store import Fence, LeaseLost, Store
 
 __all__ = ["Outbox"]
 
@@ -46,12 +47,30 @@ _NEXT_DUE = (
 class Outbox:
     """The outbox table of a `Store` (it implements `alerts.delivery.Outbox`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fence: Fence | None = None) -> None:
         self.store = store
+        # For a replica of several: what only the lease's holder may write
+        # (queueing alerts, claiming an entry) checks, in the same
+        # transaction, that it still holds the lease. An attempt's outcome is
+        # recorded whoever holds it: it happened.
+        self.fence = fence
 
-    def put(self, notifications: Sequence[Notification], sinks: Sequence[str], at: float) -> int:
+    def _fence(self, tx: Transaction) -> None:
+        if self.fence is not None:
+            self.fence(tx)
+
+    def put(
+        self,
+        notifications: Sequence[Notification],
+        sinks: Sequence[str],
+        at: float,
+        *,
+        fenced: bool = True,
+    ) -> int:
         """Queue each notification for each sink, once (a notification
-        already queued for a sink is not queued again); return how many."""
+        already queued for a sink is not queued again); return how many.
+        Not `fenced`: any replica may queue it (what a person did through
+        it: a maneuver's announcement)."""
         rows = [
             (n.id, n.alert.occurrence, sink, dumps(n), at, at)
             for n in notifications
@@ -60,6 +79,8 @@ class Outbox:
         if not rows:
             return 0
         with self.store.transaction("cannot queue notifications") as tx:
+            if fenced:
+                self._fence(tx)
             return tx.executemany(
                 "INSERT INTO outbox (notification_id, occurrence, sink, notification,"
                 " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -109,12 +130,22 @@ class Outbox:
     # Attempts are counted as `entry.attempts + 1`, not incremented: an
     # attempt recorded by `begin` and then by its outcome counts once.
 
-    def begin(self, entry: Entry, at: float) -> None:
-        """Record that an attempt at `entry` starts, before it does."""
+    def begin(self, entry: Entry, at: float) -> bool:
+        """Claim `entry` for an attempt, before it starts: a compare-and-set
+        on its count that must change exactly one row (as healthchecks'
+        `sendalerts` claims a flip). False when it changed none: another
+        delivery has it, or this replica lost the lease."""
         with self.store.transaction("cannot record a delivery attempt") as tx:
-            tx.execute(
-                "UPDATE outbox SET attempts = ? WHERE id = ?", (entry.attempts + 1, entry.id)
+            try:
+                self._fence(tx)
+            except LeaseLost:
+                return False
+            claimed = tx.execute(
+                "UPDATE outbox SET attempts = ?"
+                " WHERE id = ? AND attempts = ? AND state = 'pending'",
+                (entry.attempts + 1, entry.id, entry.attempts),
             )
+            return claimed.changed == 1
 
     def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
         """Mark `entry` delivered with the sink's receipt."""

@@ -205,6 +205,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # Sharded probes: the last result of each probe, written by the
+        # replica that ran it and read by the others. `seq` grows with each
+        # write of one replica, so the others read only what is new.
+        """
+        CREATE TABLE observations (
+            probe TEXT PRIMARY KEY,
+            replica TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            verdict TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            latency_s REAL,
+            at REAL NOT NULL,
+            tls_expires_at REAL
+        )
+        """,
+        "CREATE INDEX observations_by_replica ON observations (replica, seq)",
+    ),
 )
 
 # Postgres (its version in the table `watchdog_schema`), step for step the
@@ -341,6 +360,22 @@ POSTGRES_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        """
+        CREATE TABLE observations (
+            probe TEXT PRIMARY KEY,
+            replica TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            verdict TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            latency_s DOUBLE PRECISION,
+            at DOUBLE PRECISION NOT NULL,
+            tls_expires_at DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX observations_by_replica ON observations (replica, seq)",
+    ),
 )
 
 _FAILED = (State.DEGRADED, State.DOWN)
@@ -352,6 +387,16 @@ _TRANSITION = "node, view, old, new, at, root_cause, reason"
 
 class StoreError(Exception):
     """The store cannot do what was asked; the message is for people."""
+
+
+class LeaseLost(StoreError):
+    """A write only the lease's holder may make was refused: the lease is
+    no longer this replica's at this epoch (`watchdog.lease`)."""
+
+
+# What a holder-only write calls in its transaction, before writing: raises
+# `LeaseLost` unless this replica still holds the lease.
+Fence = Callable[[Transaction], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +538,11 @@ class Store:
         self.close()
 
     def record(
-        self, transitions: Sequence[Transition], *, recovery_targets: Mapping[str, float]
+        self,
+        transitions: Sequence[Transition],
+        *,
+        recovery_targets: Mapping[str, float],
+        fence: Fence | None = None,
     ) -> None:
         """Store `transitions`, in order, and keep incidents up to date, all in
         one transaction: once this returns, all of it survives a crash; if it
@@ -510,12 +559,15 @@ class Store:
         `recovery_targets` maps node names to their recovery target in
         seconds (the topology in force); it is read when an incident opens,
         and the incident keeps that target even if a reload changes it.
+        `fence`, for a replica of several: only the lease's holder records.
         """
         if not transitions:
             self._open_database()  # a closed store still says so
             return  # no transaction, so no fsync, for an empty batch
         now = self._clock()
         with self.transaction("cannot record transitions") as tx:
+            if fence is not None:
+                fence(tx)
             for transition in transitions:
                 _check_time(transition)
                 incident_id = None
@@ -556,14 +608,19 @@ class Store:
             with self._errors(doing):
                 return database.read(sql, parameters)
 
-    def end_incidents(self, nodes: Iterable[str], at: float) -> int:
+    def end_incidents(
+        self, nodes: Iterable[str], at: float, *, fence: Fence | None = None
+    ) -> int:
         """End the open incidents of `nodes` at `at` (a reload removed them
-        from the topology: nothing will ever report them up); return how
-        many were ended."""
+        from the topology: nothing will ever report them up; a new lease
+        holder saw them up); return how many were ended. `fence`: only
+        while this replica holds the lease."""
         names = sorted(set(nodes))
         if not names:
             return 0
         with self.transaction("cannot end incidents") as tx:
+            if fence is not None:
+                fence(tx)
             # Never before it started (a clock stepped back).
             return tx.executemany(
                 "UPDATE incidents SET ended_at = CASE WHEN started_at > ? THEN started_at"

@@ -94,9 +94,15 @@ class StoredOutbox(delivery.Outbox, Protocol):
     """The outbox: what delivery needs, and what the daemon queues and counts."""
 
     async def put(
-        self, notifications: Sequence[Notification], sinks: Sequence[str], at: float
+        self,
+        notifications: Sequence[Notification],
+        sinks: Sequence[str],
+        at: float,
+        *,
+        fenced: bool = True,
     ) -> int:
-        """Queue each notification for each sink, once; return how many."""
+        """Queue each notification for each sink, once; return how many
+        (`fenced`: only while this replica holds the lease)."""
         ...
 
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -231,10 +237,15 @@ class ThreadedOutbox(Threaded[Outbox]):
     """`StoredOutbox` over an `Outbox` (see its methods)."""
 
     async def put(
-        self, notifications: Sequence[Notification], sinks: Sequence[str], at: float
+        self,
+        notifications: Sequence[Notification],
+        sinks: Sequence[str],
+        at: float,
+        *,
+        fenced: bool = True,
     ) -> int:
         """See `Outbox.put`."""
-        return await self._run(self.sync.put, notifications, sinks, at)
+        return await self._run(self.sync.put, notifications, sinks, at, fenced=fenced)
 
     async def due(self, now: float, limit: int, sink: str | None = None) -> list[Entry]:
         """See `Outbox.due`."""
@@ -252,9 +263,9 @@ class ThreadedOutbox(Threaded[Outbox]):
         """See `Outbox.receipt`."""
         return await self._run(self.sync.receipt, notification, sink)
 
-    async def begin(self, entry: Entry, at: float) -> None:
+    async def begin(self, entry: Entry, at: float) -> bool:
         """See `Outbox.begin`."""
-        await self._run(self.sync.begin, entry, at)
+        return await self._run(self.sync.begin, entry, at)
 
     async def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
         """See `Outbox.delivered`."""

@@ -57,6 +57,7 @@ _TABLES = (
     "alerts",
     "leases",
     "members",
+    "observations",
 )
 _IDENTIFIED = ("transitions", "incidents", "outbox", "maneuvers", "silences")
 

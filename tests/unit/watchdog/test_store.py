@@ -88,6 +88,7 @@ def test_it_migrates_a_new_or_empty_file_to_the_latest_schema(tmp_path: Path, ex
             ("leases",),
             ("maneuvers",),
             ("members",),
+            ("observations",),
             ("outbox",),
             ("probe_state",),
             ("silences",),
