@@ -754,20 +754,23 @@ class Daemon:
         holder saved (with those this one sent on its own), bring the
         incidents in line with what it sees, deliver the shared outbox."""
         self.epoch = epoch
-        self._set_role(HOLDER)
         log.warning(
             "cluster: this replica holds the lease replica=%s epoch=%d", self.replica, epoch
         )
-        now = self.clock()
-        own = self.alerting.tracked(self._sent_alone)
+        # Holder only once the alert state is the last holder's: an alert
+        # round meanwhile must not announce what that one already had.
         try:
-            self.alerting.adopt(await self.stored.alert_state.load())
+            stored = await self.stored.alert_state.load()
         except StoreError as err:
             log.error("cluster: cannot read the alert state, going on from this replica's: %s", err)
         else:
+            own = self.alerting.tracked(self._sent_alone)
+            self.alerting.adopt(stored)
             self.alerting.restore(own)
             if own:
                 self.alerting.unsaved({t.alert.key: t for t in own})
+        self._set_role(HOLDER)
+        now = self.clock()
         if self.live.settled:
             live, topology = self.live, self.live.topology
             states, since = live.states, live.since
@@ -819,7 +822,11 @@ class Daemon:
             return
         self._members, self._sharing = everyone, sharing
         if self.observations is not None:
-            self.scheduler.replace(self._scheduled(self.config.probes))
+            # Probes that come here from a replica that died (or whose
+            # results cannot be read) run soon, not at their next turn.
+            assert self.coordinator is not None
+            soon = max(1.0, self.coordinator.lease_s / 4)
+            self.scheduler.replace(self._scheduled(self.config.probes), soon_s=soon)
             log.info(
                 "cluster: members=%s probes_run_here=%s",
                 ",".join(everyone),
@@ -1026,6 +1033,14 @@ class Daemon:
             },
             alerts=tuple(_alert_json(a) for a in self.alerting.alerts),
         )
+        if self.coordinator is not None:
+            owned = self._owned
+            update.cluster = {
+                "replica": self.replica,
+                "role": self.role,
+                "members": list(self._members),
+                "probes_run_here": len(owned) if owned is not None else len(live.probes),
+            }
         if full:
             update.topology = live.topology
             update.probes_of = {n: tuple(keys) for n, keys in live.probes_of.items()}

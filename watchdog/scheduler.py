@@ -245,11 +245,14 @@ class ProbeScheduler(Generic[P]):
 
     # --- reload -----------------------------------------------------------
 
-    def replace(self, probes: Iterable[P]) -> Changes:
+    def replace(self, probes: Iterable[P], *, soon_s: float | None = None) -> Changes:
         """Make `probes` the scheduled set: add the new, remove the gone,
         reschedule those whose interval changed (their phase follows the new
         interval). Any other change takes effect at the probe's next run,
-        which does not move: unchanged probes keep their phase."""
+        which does not move: unchanged probes keep their phase. With
+        `soon_s`, each new probe runs first within that many seconds (spread
+        over them), then at its phase: probes that come from a replica that
+        died have not run for a while."""
         new = _index(probes)
         old = self._probes
         added = [k for k in new if k not in old]
@@ -267,8 +270,12 @@ class ProbeScheduler(Generic[P]):
             try:
                 for key in removed:
                     self._scheduler.remove_job(_PROBE_PREFIX + key)
+                now = self._clock()
                 for key in added:
-                    self._add(new[key])
+                    first = None
+                    if soon_s is not None:
+                        first = datetime.fromtimestamp(now + random.uniform(0, soon_s), UTC)
+                    self._add(new[key], first)
                 for key in rescheduled:
                     trigger = self._trigger(new[key])
                     self._scheduler.modify_job(
@@ -296,7 +303,10 @@ class ProbeScheduler(Generic[P]):
         jitter = min(self._jitter_ratio * interval, self._max_jitter_s)
         return _PhaseLockedTrigger(interval, phase_s(probe.key, interval), jitter)
 
-    def _add(self, probe: P) -> None:
+    def _add(self, probe: P, first: datetime | None = None) -> None:
+        """Schedule `probe` on its trigger (its first run at `first` if
+        given)."""
+        when = {} if first is None else {"next_run_time": first}
         self._scheduler.add_job(
             self._check,
             self._trigger(probe),
@@ -305,6 +315,7 @@ class ProbeScheduler(Generic[P]):
             max_instances=1,
             coalesce=True,
             misfire_grace_time=_grace(probe),
+            **when,
         )
 
     def _deadline_s(self, probe: P) -> float:

@@ -50,6 +50,8 @@ class Update:
     drift: tuple[Drift, ...] = ()
     logs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
     alerts: tuple[dict[str, Any], ...] = ()
+    # A replica of several: its name, role, the replicas alive (whole).
+    cluster: dict[str, Any] | None = None
     # The daemon's other metrics as text and the outbox counts (sink,
     # state, count), about once a second; None: unchanged since the last.
     registry: bytes | None = None
@@ -89,6 +91,7 @@ class View:
     latency: Mapping[str, LatencyView]
     logs: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]
     alerts: Sequence[Mapping[str, Any]]
+    cluster: Mapping[str, Any] | None
     results: Mapping[tuple[str, str, str], int]
     transitions: Mapping[tuple[str, str], int]
     registry: bytes | None  # None: not sent (ask the daemon)
@@ -192,6 +195,7 @@ def view_of(version: int, update: Update, parts: Mapping[str, Any]) -> View:
         latency=parts["latency"],
         logs=update.logs,
         alerts=update.alerts,
+        cluster=update.cluster,
         results=parts["results"],
         transitions=parts["transitions"],
         registry=parts["registry"],
@@ -241,12 +245,15 @@ def status_json(
         }
         for d in live.drift
     ]
-    return {
+    answer = {
         "source": live.topology.source,
         "ready": live.ready,
         "nodes": out,
         "drift": drift,
     }
+    if view.cluster is not None:
+        answer["cluster"] = dict(view.cluster)
+    return answer
 
 
 def _probe(view: View, p: ProbeStatus, private: bool) -> dict[str, Any]:

@@ -608,9 +608,7 @@ class Store:
             with self._errors(doing):
                 return database.read(sql, parameters)
 
-    def end_incidents(
-        self, nodes: Iterable[str], at: float, *, fence: Fence | None = None
-    ) -> int:
+    def end_incidents(self, nodes: Iterable[str], at: float, *, fence: Fence | None = None) -> int:
         """End the open incidents of `nodes` at `at` (a reload removed them
         from the topology: nothing will ever report them up; a new lease
         holder saw them up); return how many were ended. `fence`: only

@@ -239,6 +239,8 @@ def test_two_replicas_send_one_message_and_a_killed_holder_is_taken_over(
     a.process.send_signal(signal.SIGKILL)
     a.process.wait(timeout=WAIT_S)
     until_blocking(lambda: b.role() == "holder", deadline=WAIT_S)
+    cluster = httpx.get(f"{b.url}/api/v1/status", timeout=10).json()["cluster"]
+    assert (cluster["replica"], cluster["role"]) == ("b", "holder")
     # The outage goes on: no second first message from the new holder.
     rounds_pass(b)
     assert len(posted(slack)) == 1

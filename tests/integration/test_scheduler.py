@@ -273,6 +273,28 @@ async def test_replace_adds_removes_reschedules_and_leaves_the_rest_alone() -> N
 
 
 @pytest.mark.anyio
+async def test_probes_added_soon_run_first_within_soon_then_on_their_phase() -> None:
+    run = Runs()
+    keep = Probe("keep#0", Every(600.0))
+    async with running([keep], run) as scheduler:
+        moved = [Probe(f"moved#{i}", Every(600.0)) for i in range(20)]
+        before = time.time()
+        scheduler.replace([keep, *moved], soon_s=0.5)
+        firsts = [scheduler.next_run(p.key) for p in moved]
+        assert all(f is not None and before <= f.timestamp() <= before + 0.5 + 1e-3 for f in firsts)
+        # Then each goes back to its own phase, as anywhere else.
+        await until(
+            lambda: all(run.started[p.key] >= 1 for p in moved), WAIT_S, awaited="first runs"
+        )
+        for probe in moved:
+            after = scheduler.next_run(probe.key)
+            assert after is not None
+            off_grid = (after.timestamp() - phase_s(probe.key, 600.0)) % 600.0
+            assert off_grid <= 0.5 + 1e-5 or off_grid >= 600.0 - 1e-5
+        assert run.started[keep.key] <= 1  # not moved: its own turn
+
+
+@pytest.mark.anyio
 async def test_shutdown_lets_runs_finish_within_the_grace_period() -> None:
     run = Runs(slow={"slow#0"}, slow_s=0.2)
     scheduler = ProbeScheduler([Probe("slow#0")], run, time.time, heartbeat_s=SHORT_S)

@@ -51,6 +51,7 @@ class Daemon:
             latency={},
             logs={},
             alerts=(),
+            cluster=None,
             results={},
             transitions={},
             registry=None,
