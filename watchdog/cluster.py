@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from alerts.transitions import Transition
 from topology import State
 from watchdog.lease import Lease, Members
-from watchdog.store import Fence, Store
+from watchdog.store import Fence, Store, StoreError
 
 __all__ = [
     "LEASE",
     "Coordinator",
+    "Heartbeat",
     "Observation",
     "Observations",
     "Standing",
@@ -96,6 +99,51 @@ class Coordinator:
     def release(self, epoch: int) -> bool:
         """Give the lease up (a clean stop): the next holder need not wait."""
         return self.lease.release(epoch)
+
+
+class Heartbeat:
+    """`Coordinator.turn` every `period_s` on a thread of its own, each
+    outcome (a `Standing`, or the `StoreError` that stopped it) given to
+    `turned` with the monotonic time the turn began. Not on the daemon's
+    loop: a loop busy with thousands of probes, or a store thread busy with
+    a farm's history, must not make a live replica look dead to the others
+    (who would take its probes, and then be busy too)."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        period_s: float,
+        turned: Callable[[Standing | StoreError, float], None],
+    ) -> None:
+        self.coordinator = coordinator
+        self.period_s = period_s
+        self._turned = turned
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog-lease", daemon=True)
+
+    def start(self) -> None:
+        """The first turn at once, then one every `period_s`."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """No turn after this one; wait at most `timeout_s` for it to end."""
+        self._stop.set()
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            outcome: Standing | StoreError
+            try:
+                outcome = self.coordinator.turn()
+            except StoreError as err:
+                outcome = err
+            if self._stop.is_set():
+                return
+            self._turned(outcome, began)
+            # On the period's grid: a slow turn does not push the next ones.
+            self._stop.wait(max(0.0, began + self.period_s - time.monotonic()))
 
 
 @dataclass(frozen=True, slots=True)

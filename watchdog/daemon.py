@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,7 @@ from watchdog.api_link import ApiLink, CallError, Settings
 from watchdog.cluster import (
     LEASE,
     Coordinator,
+    Heartbeat,
     Observation,
     Observations,
     Standing,
@@ -269,14 +271,21 @@ class Daemon:
         self.observations: Observations | None = None
         if cluster is not None:
             assert self.replica is not None
-            # The lease on a connection and a thread of its own: a farm's
-            # history queued on the store's thread never delays a renewal.
-            self._cluster_store = Store.open(self.config.state, clock=clock, password=password)
-            self._cluster_thread = worker()
-            self.coordinator = Coordinator(self._cluster_store, self.replica, cluster.lease_s)
+            # The lease, and the shared observations, each on a connection
+            # and a thread of its own: neither a farm's history queued on the
+            # store's thread nor thousands of results delay a renewal.
+            self._lease_store = Store.open(self.config.state, clock=clock, password=password)
+            self.coordinator = Coordinator(self._lease_store, self.replica, cluster.lease_s)
+            self._heartbeat = Heartbeat(
+                self.coordinator, max(0.25, cluster.lease_s / 4), self._turned
+            )
+            self._exchange_thread = worker()
             if cluster.shards:
-                self.observations = Observations(self._cluster_store, self.replica)
+                self._exchange_store = Store.open(self.config.state, clock=clock, password=password)
+                self.observations = Observations(self._exchange_store, self.replica)
             self._lease = Lease(self.store, LEASE, self.replica, cluster.lease_s)
+        # The heartbeat's outcomes, for the loop to act on (`_cluster_loop`).
+        self._turns: asyncio.Queue[tuple[Standing | StoreError, float]] | None = None
         self._members: tuple[str, ...] = ()
         self._sharing: tuple[tuple[str, ...], bool] | None = None  # as last shared
         self._reached = self._renewed = time.monotonic()
@@ -549,7 +558,9 @@ class Daemon:
             # Before the first probe: whether this replica holds the lease,
             # and (sharded) which probes are its own.
             self._set_role(self.role)
-            await self._cluster_turn()
+            self._turns = asyncio.Queue()
+            self._heartbeat.start()
+            await self._act(*await self._turns.get())
             tasks.append(asyncio.create_task(self._cluster_loop()))
             if self.observations is not None:
                 tasks.append(asyncio.create_task(self._exchange_loop()))
@@ -687,25 +698,28 @@ class Daemon:
             self.metrics.cluster_role.labels(each).set(1 if each == role else 0)
         self._changed.set()
 
-    async def _cluster_loop(self) -> None:
-        assert self.coordinator is not None
-        # Four renewals a lease: three may fail before it is lost.
-        period = max(0.25, self.coordinator.lease_s / 4)
-        while True:
-            await asyncio.sleep(period)
-            await self._cluster_turn()
-
-    async def _cluster_turn(self) -> None:
-        """Renew (or take) the lease and beat, then act on it: take the
-        holder's duties over, give them up, go alone when the store stays
-        out of reach for longer than the lease; share the probes anew."""
-        assert self.coordinator is not None
-        sent = time.monotonic()
-        try:
-            standing: Standing = await on_worker(self._cluster_thread, self.coordinator.turn)
-        except StoreError as err:
-            await self._unreached(err, sent)
+    def _turned(self, outcome: Standing | StoreError, began: float) -> None:
+        """From the heartbeat's thread: a turn's outcome, for the loop."""
+        loop, turns = self._loop, self._turns
+        if loop is None or turns is None:
             return
+        with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+            loop.call_soon_threadsafe(turns.put_nowait, (outcome, began))
+
+    async def _cluster_loop(self) -> None:
+        assert self._turns is not None
+        while True:
+            await self._act(*await self._turns.get())
+
+    async def _act(self, outcome: Standing | StoreError, sent: float) -> None:
+        """Act on a renewal of the lease (four a lease: three may fail
+        before it is lost) and heartbeat: take the holder's duties over,
+        give them up, go alone when the store stays out of reach for longer
+        than the lease; share the probes anew."""
+        if isinstance(outcome, StoreError):
+            await self._unreached(outcome, sent)
+            return
+        standing = outcome
         if self._unreachable_since is not None:
             log.warning(
                 "cluster: the state store answers again after %s",
@@ -852,7 +866,7 @@ class Daemon:
             return observations.read(members)
 
         try:
-            incoming = await on_worker(self._cluster_thread, trade)
+            incoming = await on_worker(self._exchange_thread, trade)
         except StoreError:
             latest = {o.probe: o for o in [*out, *self._outgoing]}  # the turn says why
             self._outgoing = list(latest.values())
@@ -889,17 +903,30 @@ class Daemon:
         not wait for it to run out; close the lease's connection."""
         if self.coordinator is None:
             return
+        coordinator = self.coordinator
         epoch, self.epoch = self.epoch, None
-        if epoch is not None:
-            release = on_worker(self._cluster_thread, self.coordinator.release, epoch)
+
+        def leave() -> None:
+            self._heartbeat.stop(timeout_s)  # no renewal after the release
             try:
-                async with asyncio.timeout(timeout_s):
-                    await release
-                log.info("cluster: lease released replica=%s", self.replica)
-            except (StoreError, TimeoutError) as err:
-                log.warning("cluster: cannot release the lease: %s", err or "no answer")
-        self._cluster_thread.submit(self._cluster_store.close)
-        self._cluster_thread.shutdown(wait=False)
+                if epoch is not None and coordinator.release(epoch):
+                    log.info("cluster: lease released replica=%s", self.replica)
+            except StoreError as err:
+                log.warning("cluster: cannot release the lease: %s", err)
+            finally:
+                coordinator.store.close()
+
+        # A thread of its own: the release waits for the heartbeat's last
+        # turn, and a store that does not answer must not hold the stop.
+        leaving = threading.Thread(target=leave, name="watchdog-leave", daemon=True)
+        leaving.start()
+        self._exchange_thread.submit(self._close_exchange)
+        self._exchange_thread.shutdown(wait=False)
+        await asyncio.to_thread(leaving.join, timeout_s)
+
+    def _close_exchange(self) -> None:
+        if self.observations is not None:
+            self.observations.store.close()
 
     # --- the API process -----------------------------------------------------
 

@@ -284,7 +284,11 @@ class PostgresDatabase:
             self._connection.close()
             self._connection = None
         try:
-            self._connection = psycopg.connect(autocommit=True, **self._parameters)
+            # No server-side prepared statements: a transaction pooler
+            # (PgBouncer) may hand the next statement to another backend.
+            self._connection = psycopg.connect(
+                autocommit=True, prepare_threshold=None, **self._parameters
+            )
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect: {_say(exc)}") from exc
         return self._connection

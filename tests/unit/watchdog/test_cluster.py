@@ -9,6 +9,8 @@ store-backed tests run on SQLite and on a real Postgres."""
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections import Counter
 from pathlib import Path
 from types import MappingProxyType
@@ -22,8 +24,10 @@ from alerts.transitions import Transition
 from topology import State
 from watchdog.cluster import (
     Coordinator,
+    Heartbeat,
     Observation,
     Observations,
+    Standing,
     owner,
     reconcile_incidents,
     shard,
@@ -33,7 +37,7 @@ from watchdog.db import Transaction
 from watchdog.hysteresis import Hysteresis
 from watchdog.live import LiveState
 from watchdog.outbox import Outbox
-from watchdog.store import LeaseLost, Store
+from watchdog.store import LeaseLost, Store, StoreError
 
 UP, UNKNOWN, DEGRADED, DOWN = State.UP, State.UNKNOWN, State.DEGRADED, State.DOWN
 KEYS = [f"svc-{i:04}#0" for i in range(3000)]
@@ -487,3 +491,44 @@ def test_a_remote_verdict_wins_over_its_result_and_local_runs_go_on_from_it(
     changes = state.record("farm#0", DOWN, "refused", None)
     assert changes[0] == Transition("farm", "observed", UP, DOWN, 1200.0, ("farm",), "refused")
     assert state.last["farm#0"].last_at == 1200.0
+
+
+# --- the heartbeat ------------------------------------------------------------
+
+
+class Turns:
+    """A coordinator whose second turn cannot reach the store."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def turn(self) -> Standing:
+        self.count += 1
+        if self.count == 2:
+            raise StoreError("the store is gone")
+        return Standing(7, ("replica-a",))
+
+
+def test_the_heartbeat_turns_on_a_thread_of_its_own_and_hands_over_each_outcome() -> None:
+    said: queue.Queue[tuple[object, str]] = queue.Queue()
+    turns = Turns()
+    beat = Heartbeat(
+        turns,  # type: ignore[arg-type]
+        0.01,
+        lambda outcome, began: said.put((outcome, threading.current_thread().name)),
+    )
+    beat.start()
+    try:
+        got = [said.get(timeout=10) for _ in range(3)]
+    finally:
+        beat.stop(10)
+    assert [type(outcome) for outcome, _ in got] == [Standing, StoreError, Standing]
+    assert {name for _, name in got} == {"watchdog-lease"}
+    done = turns.count
+    assert said.qsize() <= done - 3  # nothing handed over but what was turned
+    beat.stop(10)
+    assert turns.count == done  # stopped: no turn after
+
+
+def test_a_heartbeat_never_started_stops_at_once() -> None:
+    Heartbeat(Turns(), 1.0, lambda outcome, began: None).stop(10)  # type: ignore[arg-type]
