@@ -109,8 +109,11 @@ SOLO, HOLDER, FOLLOWER, ALONE = "solo", "holder", "follower", "alone"
 # A holder that cannot renew gives the lease's duties up after this share
 # of the lease (its clock and the database's may drift apart).
 STEP_DOWN_SHARE = 0.75
-# How often sharded replicas exchange their probes' results, at most.
+# How often sharded replicas exchange their probes' results, at most; a
+# result that says what the last one written said is written again only
+# this often (the others' "last run" of it is that old at worst).
 EXCHANGE_S = 1.0
+REWRITE_S = 60.0
 
 
 class StartError(Exception):
@@ -291,6 +294,8 @@ class Daemon:
         self._reached = self._renewed = time.monotonic()
         self._unreachable_since: float | None = None
         self._outgoing: list[Observation] = []
+        # What was last written of each probe run here: verdict, state, when.
+        self._written: dict[str, tuple[State, State, float]] = {}
         self._owned: frozenset[str] | None = None  # None: every probe
         # The store's one thread: the history is written by it, in order,
         # and every read and write of the loop (`self.stored`) runs on it too.
@@ -858,8 +863,22 @@ class Daemon:
         What cannot be written now is written later (the latest per probe)."""
         observations = self.observations
         assert observations is not None
-        out, self._outgoing = self._outgoing, []
         members = self._members
+        latest = {o.probe: o for o in self._outgoing}
+        self._outgoing = []
+        # Alone in the cluster, nobody reads them; otherwise what changed,
+        # and the rest now and then (a newcomer reads them all first).
+        now, written = time.monotonic(), self._written
+        out = [
+            o
+            for o in latest.values()
+            if len(members) > 1
+            and (
+                (before := written.get(o.probe)) is None
+                or before[:2] != (o.verdict, o.state)
+                or now - before[2] >= REWRITE_S
+            )
+        ]
 
         def trade() -> list[Observation]:
             observations.write(out)
@@ -868,9 +887,11 @@ class Daemon:
         try:
             incoming = await on_worker(self._exchange_thread, trade)
         except StoreError:
-            latest = {o.probe: o for o in [*out, *self._outgoing]}  # the turn says why
-            self._outgoing = list(latest.values())
+            # Written later (the latest of each probe); the heartbeat says why.
+            self._outgoing = list({o.probe: o for o in [*out, *self._outgoing]}.values())
             return
+        for o in out:
+            written[o.probe] = (o.verdict, o.state, now)
         owned, live = self._owned, self.live
         if owned is None or not incoming:
             return
