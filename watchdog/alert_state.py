@@ -46,8 +46,6 @@ class AlertState:
         kept = [(key, dump_tracked(t), at) for key, t in changes.items() if t is not None]
         dropped = [(key,) for key, t in changes.items() if t is None]
         with self.store.transaction("cannot save alerts") as tx:
-            if self.fence is not None:
-                self.fence(tx)
             tx.executemany(
                 "INSERT INTO alerts (key, state, saved_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET state = excluded.state,"
@@ -55,3 +53,5 @@ class AlertState:
                 kept,
             )
             tx.executemany("DELETE FROM alerts WHERE key = ?", dropped)
+            if self.fence is not None:
+                self.fence(tx)  # last, just before the commit

@@ -102,15 +102,19 @@ class Lease:
         return Holder(holder, int(epoch), float(expires_at))
 
     def fence(self, tx: Transaction, epoch: int) -> None:
-        """In a transaction that makes a holder-only write: raise `LeaseLost`
-        unless the lease is still ours at `epoch` and unexpired. On
-        Postgres the row stays locked until the transaction ends, so nobody
-        takes the lease over between this check and the commit (SQLite has
-        one writer at a time anyway)."""
-        lock = " FOR UPDATE" if self.store.dialect == "postgres" else ""
+        """In a transaction that makes a holder-only write, as its last
+        statement before the commit: raise `LeaseLost` (which undoes the
+        write) unless the lease is still ours at `epoch` and unexpired.
+
+        No row lock: a lock held for the length of a farm's history would
+        hold up the lease's renewal (ours, and the other replicas', which
+        must read the row to beat), and make live replicas look dead. A
+        takeover needs the lease to have expired first, and it is checked
+        unexpired as late as the commit: what is left is that commit's round
+        trip, far inside the quarter lease that the holder keeps renewed."""
         row = tx.execute(
             "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND epoch = ?"
-            f" AND expires_at > {self._now}{lock}",
+            f" AND expires_at > {self._now}",
             (self.name, self.me, epoch),
         ).first()
         if row is None:

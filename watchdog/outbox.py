@@ -79,13 +79,14 @@ class Outbox:
         if not rows:
             return 0
         with self.store.transaction("cannot queue notifications") as tx:
-            if fenced:
-                self._fence(tx)
-            return tx.executemany(
+            queued = tx.executemany(
                 "INSERT INTO outbox (notification_id, occurrence, sink, notification,"
                 " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
             )
+            if fenced:
+                self._fence(tx)  # last, just before the commit
+            return queued
 
     def due(self, now: float, limit: int, sink: str | None = None) -> list[Entry]:
         """Pending entries due by `now` (of `sink` only, unless None): per
@@ -135,17 +136,17 @@ class Outbox:
         on its count that must change exactly one row (as healthchecks'
         `sendalerts` claims a flip). False when it changed none: another
         delivery has it, or this replica lost the lease."""
-        with self.store.transaction("cannot record a delivery attempt") as tx:
-            try:
-                self._fence(tx)
-            except LeaseLost:
-                return False
-            claimed = tx.execute(
-                "UPDATE outbox SET attempts = ?"
-                " WHERE id = ? AND attempts = ? AND state = 'pending'",
-                (entry.attempts + 1, entry.id, entry.attempts),
-            )
-            return claimed.changed == 1
+        try:
+            with self.store.transaction("cannot record a delivery attempt") as tx:
+                claimed = tx.execute(
+                    "UPDATE outbox SET attempts = ?"
+                    " WHERE id = ? AND attempts = ? AND state = 'pending'",
+                    (entry.attempts + 1, entry.id, entry.attempts),
+                )
+                self._fence(tx)  # last: the claim is undone if it fails
+                return claimed.changed == 1
+        except LeaseLost:
+            return False
 
     def delivered(self, entry: Entry, receipt: Receipt, at: float) -> None:
         """Mark `entry` delivered with the sink's receipt."""

@@ -566,8 +566,6 @@ class Store:
             return  # no transaction, so no fsync, for an empty batch
         now = self._clock()
         with self.transaction("cannot record transitions") as tx:
-            if fence is not None:
-                fence(tx)
             for transition in transitions:
                 _check_time(transition)
                 incident_id = None
@@ -588,6 +586,8 @@ class Store:
                         now,
                     ),
                 )
+            if fence is not None:
+                fence(tx)  # last, just before the commit
 
     @contextmanager
     def transaction(self, doing: str) -> Iterator[Transaction]:
@@ -617,14 +617,15 @@ class Store:
         if not names:
             return 0
         with self.transaction("cannot end incidents") as tx:
-            if fence is not None:
-                fence(tx)
             # Never before it started (a clock stepped back).
-            return tx.executemany(
+            ended = tx.executemany(
                 "UPDATE incidents SET ended_at = CASE WHEN started_at > ? THEN started_at"
                 " ELSE ? END WHERE node = ? AND ended_at IS NULL",
                 [(at, at, name) for name in names],
             )
+            if fence is not None:
+                fence(tx)  # last, just before the commit
+            return ended
 
     def open_incidents(self) -> list[Incident]:
         """Every incident still open, oldest first: what a restarted daemon
