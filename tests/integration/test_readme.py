@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,7 +77,7 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     folder = tmp_path_factory.mktemp("demo")
     shutil.copy(ROOT / "examples" / "demo" / "targets.py", folder)
-    api, http = free_port(), free_port()
+    api, http = free_port(), free_pair()
     ports = {
         "127.0.0.1:9120": f"127.0.0.1:{api}",
         "127.0.0.1:8181": f"127.0.0.1:{http + 1}",
@@ -94,6 +95,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         stderr=subprocess.DEVNULL,
     )
     try:
+        # Listening before the daemon's first probes (else they fail, and
+        # the README's outputs are not what it shows).
+        until_blocking(lambda: listening(http) and listening(http + 1), deadline=60)
         with daemon(file, folder / "daemon.log"):
             url = f"http://127.0.0.1:{api}"
             until_blocking(lambda: answers(url), deadline=60)
@@ -105,6 +109,30 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         os.environ.pop("WATCHDOG_API_TOKEN", None)
         targets.terminate()
         targets.wait(10)
+
+
+def free_pair() -> int:
+    """A port such that it and the next one are free (the demo's targets
+    listen on both)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535 and not listening(port + 1):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no two free ports in a row on 127.0.0.1")
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def critical_up(url: str) -> bool:
