@@ -1,9 +1,10 @@
 """Replicas of one estate (`cluster:` in the file): who holds the lease,
 which replicas are alive, which probes are whose, and the observations the
-replicas share. Synchronous, like the store: the daemon calls it on a
-thread of its own with a connection of its own (`Coordinator`), so that a
-farm's thousands of history writes queued on the store's thread never delay
-a renewal of the lease.
+replicas share. Synchronous, like the store: the lease is renewed by a
+thread of its own on a connection of its own (`Heartbeat` turning a
+`Coordinator`), and the observations are exchanged on another, so that
+neither a busy event loop nor a farm's thousands of history writes queued
+on the store's thread delay a renewal.
 
 The rules, in short (README "High availability"):
 
@@ -18,7 +19,6 @@ The rules, in short (README "High availability"):
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -41,8 +41,6 @@ __all__ = [
     "reconcile_incidents",
     "shard",
 ]
-
-log = logging.getLogger(__name__)
 
 # The one lease of an estate: what only one replica at a time may do.
 LEASE = "holder"
