@@ -525,7 +525,6 @@ def test_the_heartbeat_turns_on_a_thread_of_its_own_and_hands_over_each_outcome(
     assert [type(outcome) for outcome, _ in got] == [Standing, StoreError, Standing]
     assert {name for _, name in got} == {"watchdog-lease"}
     done = turns.count
-    assert said.qsize() <= done - 3  # nothing handed over but what was turned
     beat.stop(10)
     assert turns.count == done  # stopped: no turn after
 
