@@ -791,17 +791,14 @@ class Daemon:
         self._set_role(HOLDER)
         now = self.clock()
         if self.live.settled:
-            live, topology = self.live, self.live.topology
-            states, since = live.states, live.since
-            seen: dict[str, tuple[State, float, tuple[str, ...]]] = {}
-            for node in topology.nodes:
-                state = states[node]
-                if state == State.UP:
-                    seen[node] = (state, 0.0, ())
-                elif state >= State.DEGRADED:
-                    seen[node] = (state, since.get(node, now), states.causes(node))
-            failed = [n for n, (state, _, _) in seen.items() if state != State.UP]
-            targets = {n: topology.recovery_target_s(n) for n in failed}
+            # What failed, with since when and why, as the alert rounds see it.
+            failed = self.live.failed()
+            states = self.live.states
+            seen: dict[str, tuple[State, float, tuple[str, ...]]] = {
+                node: (State.UP, 0.0, ()) for node in states if states[node] == State.UP
+            }
+            seen.update({f.node: (f.state, f.since, f.causes) for f in failed})
+            targets = {f.node: f.recovery_target_s for f in failed}
             self._writer.submit(self._reconcile, seen, targets, now)
         self.delivery.start()
 
