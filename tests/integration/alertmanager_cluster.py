@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 import pytest
+from processes import stop
 from waiting import PROCESS_DEADLINE_S, free_port, until_blocking
 
 __all__ = ["ALERTMANAGER", "Pair", "alertmanager_pair"]
@@ -284,16 +285,6 @@ def _wait(
         pytest.fail("\n".join(exited))
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=STOP_WAIT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_WAIT_S)
-
-
 @contextlib.contextmanager
 def alertmanager_pair(
     home: Path,
@@ -348,7 +339,7 @@ def alertmanager_pair(
                 env=env,
             )
             processes.append(process)
-            stack.callback(_stop, process)
+            stack.callback(stop, process)
         with _client() as client:
             _wait(
                 "both alertmanagers ready",

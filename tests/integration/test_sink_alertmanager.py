@@ -21,6 +21,7 @@ import httpx
 import pytest
 from clocks import Clock
 from http_wire import Recorder, Request, response
+from processes import stop
 from waiting import free_port
 
 from alerts.model import Alert, Impacted, Notification, SinkError
@@ -35,7 +36,6 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-a
 # Bounds on starting and stopping Alertmanager, never assertions.
 READY_WAIT_S = 30.0
 READY_POLL_S = 0.1
-STOP_WAIT_S = 10.0
 REQUEST_TIMEOUT_S = 5.0
 GENERATOR_URL = "http://watchdog.example:8080/api/v1/alerts"
 
@@ -139,12 +139,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
             wait_until_ready(process, url, home / "alertmanager.log")
             yield Alertmanager(url)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_WAIT_S)
+            stop(process)
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
