@@ -17,7 +17,14 @@ from pathlib import Path
 import httpx
 from waiting import PROCESS_DEADLINE_S, WATCHDOG
 
-__all__ = ["accepting", "answers", "daemon", "start", "stop"]
+__all__ = ["accepting", "answers", "daemon", "flagged", "start", "stop"]
+
+
+def flagged(flag: Path) -> str:
+    """A shell check in the Nagios convention for an `exec:` probe: up
+    (exit 0) while the file `flag` exists, down (exit 2) once it is gone, so
+    that a test turns a target off and on with `unlink()` and `touch()`."""
+    return f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
 
 
 def start(path: Path, log: Path, *, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:

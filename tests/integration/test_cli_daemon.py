@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from processes import flagged
 from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
 
 
 def estate(port: int, tmp: Path, extra: str = "") -> str:
     # The farm's health is a file the test creates or removes.
     flag = tmp / "farm-ok"
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     return (
         textwrap.dedent(
             f"""\

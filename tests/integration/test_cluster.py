@@ -23,7 +23,7 @@ import httpx
 import pytest
 from alertmanager_cluster import Pair, alertmanager_pair
 from postgres_server import PASSWORD, PostgresServer
-from processes import accepting, answers, stop
+from processes import accepting, answers, flagged, stop
 from slack_server import SlackServer
 from waiting import WATCHDOG, free_port, until_blocking
 
@@ -85,7 +85,7 @@ def estate(
     alertmanager = f"alertmanager: {{urls: [{urls}]}}" if alertmanagers else ""
     flag = folder / "farm-ok"
     flag.touch()
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     path = folder / "estate.yaml"
     path.write_text(
         textwrap.dedent(

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from daemons import started
 from http_wire import Recorder, response
+from processes import flagged
 from slack_server import Fault, SlackServer
 from waiting import until
 
@@ -31,7 +32,7 @@ TOKEN = "xoxb-daemon-test-T0KEN-5151"
 
 
 def estate(flag: Path, slack_url: str, state: Path, routes: str = "", labels: str = "") -> str:
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     services = "".join(f"  svc-{i:02}: {{runs_on: [farm]}}\n" for i in range(48))
     return (
         textwrap.dedent(
@@ -267,7 +268,7 @@ async def test_alertmanager_hears_the_heartbeat_and_firing_alerts_again_and_agai
     webhook = Recorder(lambda _: response(400, b"no such hook\n"))  # a permanent refusal
     flag = tmp_path / "farm-ok"
     flag.touch()
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     async with serve(alertmanager) as am, serve(webhook) as hook:
         path = tmp_path / "estate.yaml"
         path.write_text(
@@ -358,7 +359,7 @@ def storm_estate(flag: Path, state: Path, hook: str) -> str:
     probe), four replicated services whose probes fail with the farm though
     the topology says their other replica carries them, and nodes probed up
     that the topology says the farm, or those services, take down."""
-    fails = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    fails = flagged(flag)
     ok = "echo 'OK - fine'"
 
     def probe(command: str) -> str:

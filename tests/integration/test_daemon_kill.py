@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from processes import answers, daemon
+from processes import answers, daemon, flagged
 from slack_server import Fault, SlackServer
 from waiting import PROCESS_DEADLINE_S, WATCHDOG, free_port, until_blocking
 
@@ -52,7 +52,7 @@ def counts(url: str) -> dict[tuple[str, str], int]:
 def write_estate(tmp_path: Path, flag: Path, port: int, slack: SlackServer) -> Path:
     """A farm probed every 200 ms (up while `flag` exists), a critical
     workflow on it, alerts to `slack` at once; the daemon's API on `port`."""
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     path = tmp_path / "estate.yaml"
     path.write_text(
         textwrap.dedent(

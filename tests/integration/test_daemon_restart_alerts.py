@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import answers, daemon
+from processes import answers, daemon, flagged
 from waiting import free_port, until_blocking
 
 
@@ -85,7 +85,7 @@ def test_a_restart_resolves_what_recovered_meanwhile_exactly_once(
     flag = tmp_path / "farm-ok"
     flag.touch()
     port = free_port()
-    probe = f"[ -e {flag} ] && echo 'OK - fine' || {{ echo 'CRITICAL - off'; exit 2; }}"
+    probe = flagged(flag)
     path = tmp_path / "estate.yaml"
     path.write_text(
         textwrap.dedent(
